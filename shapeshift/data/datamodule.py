@@ -1,0 +1,193 @@
+"""`ShapesDataModule`: i.i.d. train/val/test splits and the o.o.d. catalog, rendered once and cached."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import albumentations as A
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from shapeshift.data import backgrounds, shifts
+from shapeshift.data.cache import cached
+from shapeshift.data.render import CLASSES, render, sample_params
+
+log = logging.getLogger(__name__)
+
+SPLITS = {"train": 0, "val": 1, "test": 2}
+IID = "iid"
+MIX = "mix"
+
+
+def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
+
+
+class AugmentedDataset(Dataset):
+    """Per-sample Albumentations on uint8 HWC arrays; yields uint8 CHW tensors."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose):
+        self.images, self.labels, self.transform = images, labels.astype(np.int64), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        img = self.transform(image=self.images[i])["image"]
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.labels[i])
+
+
+class ShapesDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        image_size: int = 64,
+        n_train_per_class: int = 2000,
+        n_val_per_class: int = 250,
+        n_test_per_class: int = 500,
+        seed: int = 0,
+        batch_size: int = 128,
+        eval_batch_size: int = 500,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+        shift: Mapping | None = None,
+        train_transform: A.Compose | None = None,
+        **_: object,
+    ):
+        super().__init__()
+        self.image_size = image_size
+        self.sizes = {"train": n_train_per_class, "val": n_val_per_class, "test": n_test_per_class}
+        self.seed, self.batch_size, self.eval_batch_size = seed, batch_size, eval_batch_size
+        self.num_workers, self.cache_dir = num_workers, cache_dir
+        self.shift = dict(shift or {})
+        self.families: dict[str, list] = {k: list(v) for k, v in (self.shift.get("families") or {}).items()}
+        shifts.validate_catalog(self.families)
+        self.train_transform = train_transform
+        self.num_classes = len(CLASSES)
+        self._sets: dict[str, dict[str, np.ndarray]] = {}
+
+    # -- the sets ---------------------------------------------------------------------------------------
+    @property
+    def test_set_names(self) -> list[str]:
+        names = [IID] + [f"{f}/s{k}" for f in self.families for k in shifts.SEVERITIES]
+        if self.families and self.shift.get("mix_n_per_class", 0) > 0:
+            names.append(MIX)
+        return names
+
+    def _split_spec(self, split: str) -> dict:
+        return {"kind": "split", "split": split, "image_size": self.image_size,
+                "n_per_class": self.sizes[split], "seed": self.seed}
+
+    def _params(self, split: str):
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLITS[split]]))
+        return sample_params(self.sizes[split], self.image_size, rng)
+
+    def _render_split(self, split: str) -> dict[str, np.ndarray]:
+        def build():
+            images, _ = render(self._params(split), self.image_size)
+            return {"images": images, "labels": self._params(split).label}
+
+        return cached(self.cache_dir, split, self._split_spec(split), build)
+
+    def _ood_base(self, n: int):
+        """The first `n` test shapes of each class: the shapes every o.o.d. set redraws."""
+        params = self._params("test")
+        keep = np.concatenate([np.flatnonzero(params.label == c)[:n] for c in range(self.num_classes)])
+        return params.take(np.sort(keep))
+
+    def _photo_spec(self) -> dict:
+        folder = self.shift.get("photo_dir")
+        return {"photo_dir": folder, "photos": backgrounds.photo_names("eval", folder)}
+
+    def _render_shift(self, name: str, ops_per_image, n_per_class: int) -> dict[str, np.ndarray]:
+        """`ops_per_image`: one severity's ops for the whole set, or (for `mix`) a list of (set, ops)."""
+        base = self._ood_base(n_per_class)
+        spec = {"kind": "shift", "name": name, "ops": ops_per_image, "base": self._split_spec("test"),
+                "n_per_class": len(base) // self.num_classes, **self._photo_spec()}
+
+        def build():
+            rng = np.random.default_rng(shifts.set_seed(self.seed, name))
+            photos = backgrounds.load_photos("eval", self.shift.get("photo_dir"))
+            if name != MIX:
+                out = shifts.apply(base, ops_per_image, self.image_size, rng, photos)
+                return {"images": out.images, "labels": out.params.label}
+            # The seed's "dataset 2": each image its own random family and severity.
+            choice = rng.integers(len(ops_per_image), size=len(base))
+            images = np.empty((len(base), self.image_size, self.image_size, 3), np.uint8)
+            for j, (_, ops) in enumerate(ops_per_image):
+                idx = np.flatnonzero(choice == j)
+                if len(idx):
+                    images[idx] = shifts.apply(base.take(idx), ops, self.image_size, rng, photos).images
+            return {"images": images, "labels": base.label, "set": choice}
+
+        return cached(self.cache_dir, name, spec, build)
+
+    def _load(self, name: str) -> dict[str, np.ndarray]:
+        if name not in self._sets:
+            if name in SPLITS:
+                self._sets[name] = self._render_split(name)
+            elif name == IID:
+                self._sets[name] = self._load("test")
+            elif name == MIX:
+                mix = [(f"{f}/s{k}", shifts.severity_ops(self.families, f, k))
+                       for f in self.families for k in shifts.SEVERITIES]
+                self._sets[name] = self._render_shift(MIX, mix, int(self.shift.get("mix_n_per_class", 0)))
+            else:
+                family, sev = name.rsplit("/s", 1)
+                ops = shifts.severity_ops(self.families, family, int(sev))
+                self._sets[name] = self._render_shift(name, ops, int(self.shift.get("n_per_class", 100)))
+        return self._sets[name]
+
+    def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images (N, S, S, 3) uint8 and labels of a split or an evaluation set."""
+        data = self._load(name)
+        return data["images"], data["labels"]
+
+    # -- Lightning hooks --------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        # Renders into the cache only (no state is kept: Lightning may call this in another process).
+        for name in ["train", "val", *self.test_set_names]:
+            self._load(name)
+        self._sets.clear()
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            self.train_set = self._dataset("train", self.train_transform)
+            self.val_set = self._dataset("val")
+        if stage in ("test", None):
+            self.test_set = self.evaluation_dataset(self.test_set_names)
+
+    def _dataset(self, name: str, transform: A.Compose | None = None) -> Dataset:
+        images, labels = self.arrays(name)
+        if transform is not None:
+            return AugmentedDataset(images, labels, transform)
+        return TensorDataset(*_to_tensors(images, labels))
+
+    def evaluation_dataset(self, names: list[str]) -> TensorDataset:
+        """All evaluation sets in one dataset of (image, label, set index): one pass, full batches."""
+        parts = [self.arrays(n) for n in names]
+        images = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        index = np.concatenate([np.full(len(p[1]), i, np.int64) for i, p in enumerate(parts)])
+        return TensorDataset(*_to_tensors(images, labels), torch.from_numpy(index))
+
+    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, False, self.eval_batch_size)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # uint8 travels to the device (4x less to copy); scale to [-1, 1] there, once per batch.
+        x, *rest = batch
+        return [x.float().div_(127.5).sub_(1.0), *rest]

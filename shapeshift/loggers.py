@@ -1,0 +1,65 @@
+"""Experiment loggers: W&B offline unless the user logged in, CSV, or none; and quiet third-party noise."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def silence_known_noise() -> None:
+    """Hide warnings every run prints that say nothing about the user's run."""
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*litlogger.*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    # Lightning's "tip" lines (litlogger, LitServe) are logged at INFO by its rank-zero logger.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage() and "💡 Tip" not in record.getMessage()
+    )
+
+
+def wandb_logged_in() -> bool:
+    """True if W&B has credentials; checked without importing wandb or opening a connection."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def wandb_mode() -> str:
+    """WANDB_MODE if the user set it, otherwise online only when logged in: never prompt, never hang."""
+    return os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
+
+
+def build_logger(cfg: DictConfig, run_name: str, group: str | None, tags: list[str]):
+    """Instantiate `cfg.logger`; an empty logger config means no logger."""
+    if not cfg.logger or not cfg.logger.get("_target_"):
+        return None
+    target = cfg.logger._target_
+    if target.endswith("WandbLogger"):
+        os.makedirs(cfg.logger.save_dir, exist_ok=True)
+        logger = instantiate(cfg.logger, name=run_name, group=group, tags=tags,
+                             mode=cfg.logger.get("mode") or wandb_mode())
+    else:
+        logger = instantiate(cfg.logger)
+    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return logger
+
+
+def finish_wandb() -> None:
+    """Close the W&B run so the next job of a multirun starts its own (else it logs into this one)."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()

@@ -1,0 +1,51 @@
+"""`metrics.json`: the one machine-readable result of a run. Reading it needs no torch or Lightning."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+METRICS_FILE = "metrics.json"
+_SEVERITY = re.compile(r"^test/(?P<family>.+)/s(?P<severity>\d+)/acc$")
+
+
+def aggregate(metrics: dict[str, float]) -> dict[str, float]:
+    """Add family means, the o.o.d. mean over every family and severity, and the o.o.d./i.i.d. ratio."""
+    per_family: dict[str, list[float]] = defaultdict(list)
+    for key, value in metrics.items():
+        m = _SEVERITY.match(key)
+        if m:
+            per_family[m["family"]].append(value)
+    out = dict(metrics)
+    for family, values in per_family.items():
+        out[f"test/{family}/acc"] = sum(values) / len(values)
+    every = [v for values in per_family.values() for v in values]
+    if every:
+        # RobustBench's "corruptions" convention: one mean over all families and severities.
+        out["test/ood/acc"] = sum(every) / len(every)
+        iid = metrics.get("test/iid/acc")
+        if iid:
+            out["test/ood_iid_ratio"] = out["test/ood/acc"] / iid
+    return out
+
+
+def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = METRICS_FILE) -> Path:
+    """Write atomically: a reader (or a resumed sweep) never sees half a file."""
+    path = Path(run_dir) / name
+    # float32 metrics carry noise digits (0.98000001907); six places are exact for any test-set size here.
+    clean = {k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v) for k, v in metrics.items()}
+    fd, tmp = tempfile.mkstemp(prefix=name, suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(clean, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_metrics(run_dir: str | os.PathLike, name: str = METRICS_FILE) -> dict:
+    return json.loads((Path(run_dir) / name).read_text())
