@@ -34,11 +34,16 @@ def aggregate(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def tidy(metrics: dict) -> dict:
+    """Six decimals (float32 metrics carry noise digits: 0.98000001907); non-finite numbers become null."""
+    return {k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v)
+            for k, v in metrics.items()}
+
+
 def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = METRICS_FILE) -> Path:
     """Write atomically: a reader (or a resumed sweep) never sees half a file."""
     path = Path(run_dir) / name
-    # float32 metrics carry noise digits (0.98000001907); six places are exact for any test-set size here.
-    clean = {k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v) for k, v in metrics.items()}
+    clean = tidy(metrics)
     fd, tmp = tempfile.mkstemp(prefix=name, suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         json.dump(clean, f, indent=2, sort_keys=True)

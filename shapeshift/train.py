@@ -24,7 +24,7 @@ from shapeshift.config import ConfigError, register_schemas, validate
 from shapeshift.data.augment import build_augmentation
 from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
 from shapeshift.models.classifier import Classifier
-from shapeshift.results import aggregate, write_metrics
+from shapeshift.results import aggregate, tidy, write_metrics
 
 log = logging.getLogger("shapeshift")
 register_schemas()
@@ -107,6 +107,7 @@ def train(cfg: DictConfig) -> dict:
             "checkpoint": str(Path(checkpoint.best_model_path or checkpoint.last_model_path).relative_to(out))
             if (checkpoint.best_model_path or checkpoint.last_model_path) else None,
         })
+        metrics = tidy(metrics)
         if logger is not None:
             logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         write_metrics(out, metrics)
@@ -129,7 +130,7 @@ def main(cfg: DictConfig) -> float:
     try:
         metrics = train(cfg)
     except ConfigError as err:
-        log.error("config error: %s", err)
+        print(f"shapeshift: config error: {err}", file=sys.stderr)
         sys.exit(2)
     log.info("\n%s", _summary(metrics, Path(cfg.output_dir)))
     return metrics.get("test/ood/acc", metrics["test/iid/acc"])

@@ -1,0 +1,37 @@
+# shapeshift: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-full lint train sweep preview clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+install: $(BIN)/python ## Create .venv: the CPU build of torch first, then shapeshift with its dev tools
+	$(BIN)/pip install "torch==2.13.0"
+	$(BIN)/pip install -e '.[dev]'
+
+test: install ## Run the fast test suite (no slow tests)
+	$(BIN)/python -m pytest
+
+test-full: install ## Run every test, the slow ones too
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+lint: install ## ruff: lint and format check
+	$(BIN)/ruff check .
+
+train: install ## Train the default experiment (pass overrides with ARGS="arch=gap aug=basic")
+	$(BIN)/python -m shapeshift.train $(ARGS)
+
+sweep: install ## The user's sweep: 4 architectures x 2 augmentations (add ARGS="debug=smoke" for a dry run)
+	$(BIN)/python -m shapeshift.train -m arch=cnn,gap,resnet18,resnet18_aa aug=none,basic $(ARGS)
+
+clean: ## Remove run outputs (keeps the render cache in ~/.cache/shapeshift)
+	rm -rf outputs/runs outputs/sweeps

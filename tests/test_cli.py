@@ -1,0 +1,51 @@
+"""The commands as users type them, in a subprocess (each pays ~5 s of imports: keep these few)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def run(args: list[str], cache_dir: Path, **env) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "WANDB_MODE": "disabled", "SHAPESHIFT_CACHE": str(cache_dir), **env}
+    return subprocess.run([sys.executable, "-m", "shapeshift.train", *args], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_the_users_multirun_command(tmp_path, cache_dir):
+    sweep = tmp_path / "sweep"
+    proc = run(["-m", "arch=cnn,gap,resnet18,resnet18_aa", "aug=none,basic", "debug=smoke",
+                f"hydra.sweep.dir={sweep}"], cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(runs) == 8
+    assert [p.name for p in runs][:2] == ["0_arch=cnn,aug=none", "1_arch=cnn,aug=basic"]
+    for run_dir in runs:
+        assert (run_dir / "metrics.json").is_file(), run_dir
+        assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    return "\n".join(lines)
+
+
+def test_bad_arch_names_the_valid_choices(tmp_path, cache_dir):
+    err = one_line_error(run(["arch=vgg", f"hydra.run.dir={tmp_path}"], cache_dir))
+    assert "arch/vgg" in err and "resnet18_aa" in err and "Traceback" not in err
+
+
+def test_too_small_image_fails_at_start_in_one_line(tmp_path, cache_dir):
+    proc = run(["arch=resnet18_aa", "data.image_size=32", "debug=smoke", f"hydra.run.dir={tmp_path}"], cache_dir)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if "config error" in line]
+    assert len(lines) == 1 and "at least 36 px" in lines[0]
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_mistyped_key_names_the_key(tmp_path, cache_dir):
+    err = one_line_error(run(["trainer.max_epoch=3", f"hydra.run.dir={tmp_path}"], cache_dir))
+    assert "max_epoch" in err and "Traceback" not in err

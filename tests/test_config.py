@@ -1,0 +1,53 @@
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ValidationError
+
+from shapeshift.config import ConfigError, validate
+from tests.conftest import ARCHS, AUGS
+
+
+def test_the_five_study_architectures_are_registered():
+    assert {"cnn", "maxpool", "gap", "resnet18", "resnet18_aa"} <= set(ARCHS)
+    assert {"none", "basic"} <= set(AUGS)
+
+
+@pytest.mark.parametrize("aug", AUGS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_arch_and_aug_compose_and_validate(arch, aug, cfg_factory):
+    cfg = cfg_factory(f"arch={arch}", f"aug={aug}")
+    validate(cfg)
+    assert cfg.aug.name == aug
+    assert cfg.arch.num_classes == cfg.data.num_classes == 2
+
+
+def test_user_keys_are_named_as_documented(cfg_factory):
+    cfg = cfg_factory("seed=3", "data.image_size=96", "trainer.max_epochs=2", "logger=csv", "debug=smoke")
+    assert (cfg.seed, cfg.data.image_size) == (3, 96)
+    assert cfg.trainer.max_epochs == 2  # the command line wins over the debug preset
+    assert cfg.data.n_train_per_class == 32  # the rest of the preset applies
+    assert cfg.logger._target_.endswith("CSVLogger")
+
+
+def test_unknown_arch_names_the_choices(cfg_factory):
+    with pytest.raises(MissingConfigException) as err:
+        cfg_factory("arch=vgg")
+    assert "arch/vgg" in str(err.value) and "resnet18_aa" in str(err.value)
+
+
+def test_mistyped_key_fails_at_compose(cfg_factory):
+    with pytest.raises(ConfigCompositionException) as err:
+        cfg_factory("data.image_sise=32")
+    assert "image_sise" in str(err.value.__cause__ or err.value)
+
+
+def test_wrong_type_fails_at_compose(cfg_factory):
+    with pytest.raises((ConfigCompositionException, ValidationError)) as err:
+        cfg_factory("trainer.max_epochs=many")
+    assert "max_epochs" in str(err.value.__cause__ or err.value)
+
+
+@pytest.mark.parametrize("override", ["data.image_size=0", "data.n_train_per_class=-5", "data.batch_size=0"])
+def test_non_positive_sizes_are_refused(override, cfg_factory):
+    cfg = cfg_factory(override)
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        validate(cfg)
