@@ -33,5 +33,8 @@ train: install ## Train the default experiment (pass overrides with ARGS="arch=g
 sweep: install ## The user's sweep: 4 architectures x 2 augmentations (add ARGS="debug=smoke" for a dry run)
 	$(BIN)/python -m shapeshift.train -m arch=cnn,gap,resnet18,resnet18_aa aug=none,basic $(ARGS)
 
+preview: install ## Draw the o.o.d. catalog into outputs/preview.png
+	$(BIN)/python -m shapeshift.preview $(ARGS)
+
 clean: ## Remove run outputs (keeps the render cache in ~/.cache/shapeshift)
 	rm -rf outputs/runs outputs/sweeps

@@ -98,8 +98,18 @@ class TrainConfig:
     torch_threads: int | None = None
 
 
+@dataclass
+class PreviewConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    shift: ShiftConfig = field(default_factory=ShiftConfig)
+    out: str = "outputs/preview.png"
+    examples: int = 8
+
+
 def register_schemas() -> None:
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="preview_schema", node=PreviewConfig)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from shapeshift.config import ConfigError, register_schemas, validate
@@ -25,6 +26,7 @@ from shapeshift.data.augment import build_augmentation
 from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
 from shapeshift.models.classifier import Classifier
 from shapeshift.results import aggregate, tidy, write_metrics
+from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
 register_schemas()
@@ -110,6 +112,8 @@ def train(cfg: DictConfig) -> dict:
         metrics = tidy(metrics)
         if logger is not None:
             logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
+        if isinstance(logger, WandbLogger):
+            log_catalog(logger.experiment, metrics, datamodule, model)
         write_metrics(out, metrics)
     finally:
         finish_wandb()

@@ -47,6 +47,10 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
+    # Accuracy-vs-severity charts and example images with predictions travel with the run.
+    media = runs[0] / "files" / "media"
+    assert len(list((media / "images" / "examples" / "position").glob("s5_*.png"))) == 4
+    assert list((media / "table" / "severity").glob("rotation_table_*.table.json"))
     import wandb
 
     assert wandb.run is None  # finished, so a next job cannot log into this run

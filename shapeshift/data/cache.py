@@ -22,7 +22,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # Bump when rendering code changes what a given config produces, so stale files are never read.
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 _CHECKSUM = "__sha256__"
 
 

@@ -76,8 +76,9 @@ def sample_params(
     # Jitter the centre as far as the shape still fits inside its quadrant (1 px margin).
     room = np.maximum(half_quadrant - radius - 1.0, 0.0)
     qx, qy = quadrant_centre(quadrant, image_size)
-    cx = qx + rng.uniform(-1, 1, size=n) * room
-    cy = qy + rng.uniform(-1, 1, size=n) * room
+    # Whole pixels: distortions then turn the shape about exactly its own centre (see shifts.apply).
+    cx = np.round(qx + rng.uniform(-1, 1, size=n) * room)
+    cy = np.round(qy + rng.uniform(-1, 1, size=n) * room)
     return ShapeParams(
         label=label.astype(np.int64),
         quadrant=quadrant,
