@@ -84,6 +84,12 @@ class TrainerConfig:
 
 
 @dataclass
+class EvalConfig:
+    ece_bins: int = 15
+    consistency_shift: int = 4  # max translation (px) for shift consistency on the i.i.d. test set
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     output_dir: str = MISSING
@@ -95,6 +101,7 @@ class TrainConfig:
     optimizer: Any = MISSING
     scheduler: Any = None
     logger: Any = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
     torch_threads: int | None = None
 
 
@@ -106,10 +113,31 @@ class PreviewConfig:
     examples: int = 8
 
 
+@dataclass
+class EvaluateConfig:
+    run: str = MISSING  # a run dir, or a sweep dir (every run in it)
+    families: list[str] | None = None  # null: the whole current catalog
+    out: str = "evaluation.json"
+    accelerator: str = "cpu"
+    shift: ShiftConfig = field(default_factory=ShiftConfig)
+
+
+@dataclass
+class AuditConfig:
+    run: str = MISSING
+    images: str = MISSING  # a folder of deployment images; never written to
+    out: str | None = None  # null: <run>/audit/<folder name>
+    keep: float = 0.95  # share of i.i.d. validation images NOT flagged: sets the confidence threshold
+    sheet: int = 48  # images on the contact sheet
+    accelerator: str = "cpu"
+
+
 def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="preview_schema", node=PreviewConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="audit_schema", node=AuditConfig)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -11,26 +11,26 @@ from collections import defaultdict
 from pathlib import Path
 
 METRICS_FILE = "metrics.json"
-_SEVERITY = re.compile(r"^test/(?P<family>.+)/s(?P<severity>\d+)/acc$")
+_SEVERITY = re.compile(r"^test/(?P<family>.+)/s(?P<severity>\d+)/(?P<metric>acc|ece|auroc)$")
 
 
 def aggregate(metrics: dict[str, float]) -> dict[str, float]:
     """Add family means, the o.o.d. mean over every family and severity, and the o.o.d./i.i.d. ratio."""
-    per_family: dict[str, list[float]] = defaultdict(list)
+    per_family: dict[tuple[str, str], list[float]] = defaultdict(list)
     for key, value in metrics.items():
         m = _SEVERITY.match(key)
         if m:
-            per_family[m["family"]].append(value)
+            per_family[m["family"], m["metric"]].append(value)
     out = dict(metrics)
-    for family, values in per_family.items():
-        out[f"test/{family}/acc"] = sum(values) / len(values)
-    every = [v for values in per_family.values() for v in values]
-    if every:
-        # RobustBench's "corruptions" convention: one mean over all families and severities.
-        out["test/ood/acc"] = sum(every) / len(every)
-        iid = metrics.get("test/iid/acc")
-        if iid:
-            out["test/ood_iid_ratio"] = out["test/ood/acc"] / iid
+    every: dict[str, list[float]] = defaultdict(list)
+    for (family, metric), values in per_family.items():
+        out[f"test/{family}/{metric}"] = sum(values) / len(values)
+        every[metric] += values
+    # RobustBench's "corruptions" convention: one mean over all families and severities.
+    for metric, values in every.items():
+        out[f"test/ood/{metric}"] = sum(values) / len(values)
+    if "test/ood/acc" in out and metrics.get("test/iid/acc"):
+        out["test/ood_iid_ratio"] = out["test/ood/acc"] / metrics["test/iid/acc"]
     return out
 
 

@@ -19,13 +19,12 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from shapeshift.config import ConfigError, register_schemas, validate
-from shapeshift.data.augment import build_augmentation
 from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
-from shapeshift.models.classifier import Classifier
-from shapeshift.results import aggregate, tidy, write_metrics
+from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, test_metrics
+from shapeshift.results import tidy, write_metrics
 from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
@@ -44,21 +43,6 @@ def run_identity(cfg: DictConfig) -> dict:
     return {"arch": arch, "aug": cfg.aug.name, "seed": int(cfg.seed), "group": group}
 
 
-def build_backbone(cfg: DictConfig, arch_name: str) -> torch.nn.Module:
-    backbone = instantiate(cfg.arch)
-    size = cfg.data.image_size
-    need = getattr(backbone, "min_input_size", 1)
-    if size < need:
-        raise ConfigError(f"arch {arch_name!r} needs images of at least {need} px, got data.image_size={size}")
-    try:  # any other shape problem surfaces here, at start, not deep inside the first training step
-        with torch.no_grad():
-            backbone.eval()(torch.zeros(2, cfg.data.channels, size, size))
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ConfigError(f"arch {arch_name!r} cannot take {size} px images: {first}") from err
-    return backbone.train()
-
-
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint on every evaluation set, write `metrics.json`, return the metrics."""
     silence_known_noise()
@@ -71,18 +55,8 @@ def train(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     backbone = build_backbone(cfg, ident["arch"])
-    datamodule = instantiate(
-        cfg.data,
-        shift=OmegaConf.to_container(cfg.shift, resolve=True),
-        train_transform=build_augmentation(OmegaConf.to_container(cfg.aug.transforms, resolve=True), cfg.seed),
-    )
-    model = Classifier(
-        backbone,
-        num_classes=cfg.data.num_classes,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.scheduler else None,
-        test_set_names=datamodule.test_set_names,
-    )
+    datamodule = build_datamodule(cfg)
+    model = build_classifier(cfg, backbone, datamodule.test_set_names)
     run_name = f"{ident['arch']}-{ident['aug']}-s{ident['seed']}"
     logger = build_logger(cfg, run_name, ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"])
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max",
@@ -96,10 +70,8 @@ def train(cfg: DictConfig) -> dict:
         trainer.fit(model, datamodule=datamodule)
         t_fit = time.perf_counter()
         ckpt = "best" if checkpoint.best_model_path else None
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+        metrics = test_metrics(trainer, model, datamodule, ckpt)
         t_test = time.perf_counter()
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        metrics = aggregate(metrics)
         if checkpoint.best_model_score is not None:
             metrics["val/acc"] = float(checkpoint.best_model_score)
         metrics.update({

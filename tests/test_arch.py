@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from shapeshift.config import ConfigError
 from shapeshift.models.classifier import Classifier
 from shapeshift.models.resnet import ResNet18
-from shapeshift.train import build_backbone
+from shapeshift.pipeline import build_backbone
 from tests.conftest import ARCHS
 
 

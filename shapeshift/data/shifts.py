@@ -17,6 +17,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from shapeshift.config import ConfigError
 from shapeshift.data import backgrounds
 from shapeshift.data.render import (
     OPPOSITE_QUADRANT,
@@ -39,7 +40,7 @@ OPS = {
 }
 
 
-class ShiftError(ValueError):
+class ShiftError(ConfigError):
     """A catalog entry or a request for one that cannot be honoured."""
 
 

@@ -6,8 +6,21 @@ from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
+from torchmetrics.functional.classification import binary_auroc
+
+IID = "iid"
+
+
+def random_translations(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image moved by its own random (dx, dy) in [-max_shift, max_shift], edges replicated."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator).tolist()
+    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
 
 
 class Classifier(L.LightningModule):
@@ -15,24 +28,33 @@ class Classifier(L.LightningModule):
         self,
         backbone: nn.Module,
         num_classes: int,
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        test_set_names: Sequence[str] = ("iid",),
+        test_set_names: Sequence[str] = (IID,),
+        ece_bins: int = 15,
+        consistency_shift: int = 4,
+        consistency_seed: int = 0,
     ):
         super().__init__()
         self.backbone = backbone
+        self.num_classes = num_classes
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.ece_bins, self.consistency_shift, self.consistency_seed = ece_bins, consistency_shift, consistency_seed
         self.loss = nn.CrossEntropyLoss()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.set_test_sets(test_set_names, num_classes)
+        self.set_test_sets(test_set_names)
 
-    def set_test_sets(self, names: Sequence[str], num_classes: int | None = None) -> None:
-        """One accuracy metric per evaluation set, in the order of the test dataloaders."""
-        num_classes = num_classes or self.train_acc.num_classes
+    def set_test_sets(self, names: Sequence[str]) -> None:
+        """Metrics per evaluation set, indexed like the set index the test batches carry."""
         self.test_set_names = list(names)
-        # ModuleDict keys may not contain '.', and set names contain '/'.
-        self.test_acc = nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in names)
+        # ModuleList, not ModuleDict: set names contain '/'.
+        self.test_acc = nn.ModuleList(MulticlassAccuracy(self.num_classes, average="micro") for _ in names)
+        self.test_ece = nn.ModuleList(
+            MulticlassCalibrationError(self.num_classes, n_bins=self.ece_bins, norm="l1") for _ in names
+        )
+        self.consistency = MeanMetric()
+        self._confidence: list[list[torch.Tensor]] = [[] for _ in names]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -53,19 +75,50 @@ class Classifier(L.LightningModule):
         self.log("val/loss", self.loss(logits, y))
         self.log("val/acc", self.val_acc, prog_bar=True)
 
+    def on_test_epoch_start(self) -> None:
+        self._confidence = [[] for _ in self.test_set_names]
+        self._shift_generator = torch.Generator().manual_seed(self.consistency_seed)
+
     def test_step(self, batch, batch_idx):
         # Batches mix evaluation sets; the third tensor says which set each image belongs to.
         x, y, set_index = batch
         logits = self(x)
+        probs = logits.softmax(dim=1)
         for i in set_index.unique().tolist():
             keep = set_index == i
             self.test_acc[i].update(logits[keep], y[keep])
+            self.test_ece[i].update(probs[keep], y[keep])
+            self._confidence[i].append(probs[keep].amax(dim=1).float().cpu())
+        if IID in self.test_set_names and self.consistency_shift > 0:
+            iid = set_index == self.test_set_names.index(IID)
+            if iid.any():
+                self.consistency.update(self.shift_agreement(x[iid]))
+
+    def shift_agreement(self, x: torch.Tensor) -> torch.Tensor:
+        """Zhang (2019): is the predicted class the same under two random small translations? (0/1 per image)"""
+        a = random_translations(x, self.consistency_shift, self._shift_generator)
+        b = random_translations(x, self.consistency_shift, self._shift_generator)
+        return (self(a).argmax(1) == self(b).argmax(1)).float()
 
     def on_test_epoch_end(self):
-        for name, metric in zip(self.test_set_names, self.test_acc, strict=True):
-            if metric.update_called:
-                self.log(f"test/{name}/acc", metric.compute())
-            metric.reset()
+        names = self.test_set_names
+        iid_conf = torch.cat(self._confidence[names.index(IID)]) if IID in names and self._confidence[names.index(IID)] else None
+        for i, name in enumerate(names):
+            if not self.test_acc[i].update_called:
+                continue
+            self.log(f"test/{name}/acc", self.test_acc[i].compute())
+            self.log(f"test/{name}/ece", self.test_ece[i].compute())
+            if name != IID and iid_conf is not None:
+                # O.o.d. detection by maximum softmax probability: i.i.d. images are the positives.
+                ood_conf = torch.cat(self._confidence[i])
+                scores = torch.cat([iid_conf, ood_conf])
+                target = torch.cat([torch.ones_like(iid_conf), torch.zeros_like(ood_conf)]).long()
+                self.log(f"test/{name}/auroc", binary_auroc(scores, target))
+            self.test_acc[i].reset()
+            self.test_ece[i].reset()
+        if self.consistency.update_called:
+            self.log("test/consistency", self.consistency.compute())
+            self.consistency.reset()
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

@@ -1,0 +1,52 @@
+"""The pieces `train`, `evaluate` and `audit` assemble from one config: backbone, data, classifier, test."""
+
+from __future__ import annotations
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from shapeshift.config import ConfigError
+from shapeshift.data.augment import build_augmentation
+from shapeshift.models.classifier import Classifier
+from shapeshift.results import aggregate
+
+
+def build_backbone(cfg: DictConfig, arch_name: str) -> torch.nn.Module:
+    backbone = instantiate(cfg.arch)
+    size = cfg.data.image_size
+    need = getattr(backbone, "min_input_size", 1)
+    if size < need:
+        raise ConfigError(f"arch {arch_name!r} needs images of at least {need} px, got data.image_size={size}")
+    try:  # any other shape problem surfaces here, at start, not deep inside the first training step
+        with torch.no_grad():
+            backbone.eval()(torch.zeros(2, cfg.data.channels, size, size))
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"arch {arch_name!r} cannot take {size} px images: {first}") from err
+    return backbone.train()
+
+
+def build_datamodule(cfg: DictConfig, augment: bool = True):
+    transforms = OmegaConf.to_container(cfg.aug.transforms, resolve=True) if augment and "aug" in cfg else []
+    return instantiate(cfg.data, shift=OmegaConf.to_container(cfg.shift, resolve=True),
+                       train_transform=build_augmentation(transforms, cfg.seed))
+
+
+def build_classifier(cfg: DictConfig, backbone: torch.nn.Module, test_set_names: list[str]) -> Classifier:
+    return Classifier(
+        backbone,
+        num_classes=cfg.data.num_classes,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        test_set_names=test_set_names,
+        ece_bins=cfg.eval.ece_bins,
+        consistency_shift=cfg.eval.consistency_shift,
+        consistency_seed=cfg.seed,
+    )
+
+
+def test_metrics(trainer, model: Classifier, datamodule, ckpt_path: str | None = None) -> dict[str, float]:
+    """Run the test loop over every evaluation set; per-set metrics plus family and o.o.d. means."""
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    return aggregate({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
