@@ -32,6 +32,7 @@ class DataConfig:
     eval_batch_size: int = 500
     num_workers: int = 0
     cache_dir: str | None = None
+    root: str | None = None  # a folder of files to read (data=mnist: the IDX files); the shapes are rendered
 
 
 @dataclass
@@ -103,6 +104,7 @@ class TrainConfig:
     logger: Any = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     torch_threads: int | None = None
+    force: bool = False  # rerun a finished run (its metrics.json exists) instead of skipping it
 
 
 @dataclass

@@ -30,7 +30,7 @@ def build_backbone(cfg: DictConfig, arch_name: str) -> torch.nn.Module:
 def build_datamodule(cfg: DictConfig, augment: bool = True):
     transforms = OmegaConf.to_container(cfg.aug.transforms, resolve=True) if augment and "aug" in cfg else []
     return instantiate(cfg.data, shift=OmegaConf.to_container(cfg.shift, resolve=True),
-                       train_transform=build_augmentation(transforms, cfg.seed))
+                       train_transform=build_augmentation(transforms, cfg.seed), train_seed=cfg.seed)
 
 
 def build_classifier(cfg: DictConfig, backbone: torch.nn.Module, test_set_names: list[str]) -> Classifier:

@@ -2,13 +2,20 @@
 
     python -m shapeshift.train                                       # default experiment
     python -m shapeshift.train -m arch=cnn,gap,resnet18,resnet18_aa aug=none,basic
+
+A run directory whose `metrics.json` exists is finished: running the same command into it again skips
+the job (`force=true` reruns it). A run with a `checkpoints/last.ckpt` but no `metrics.json` was
+interrupted: it resumes from that checkpoint and ends with the metrics an uninterrupted run would give.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import hydra
@@ -17,18 +24,23 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig
 
 from shapeshift.config import ConfigError, register_schemas, validate
 from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
 from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, test_metrics
-from shapeshift.results import tidy, write_metrics
+from shapeshift.results import METRICS_FILE, read_metrics, tidy, write_metrics
 from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
 register_schemas()
+ERROR_FILE = "error.txt"
+
+
+class Interrupted(RuntimeError):
+    """Training stopped before the end (Ctrl-C, a signal): nothing is presented as a result."""
 
 
 def run_identity(cfg: DictConfig) -> dict:
@@ -39,19 +51,40 @@ def run_identity(cfg: DictConfig) -> dict:
         hc = HydraConfig.get()
         arch = hc.runtime.choices.get("arch") or arch
         if hc.mode == RunMode.MULTIRUN:
-            group = Path(hc.sweep.dir).name
+            sweep = Path(hc.sweep.dir)
+            group = f"{sweep.parent.name}_{sweep.name}"
     return {"arch": arch, "aug": cfg.aug.name, "seed": int(cfg.seed), "group": group}
 
 
-def train(cfg: DictConfig) -> dict:
+def torch_threads(cfg: DictConfig) -> int | None:
+    """Threads per job: as configured, else the cores shared out among a parallel launcher's jobs."""
+    if cfg.torch_threads:
+        return cfg.torch_threads
+    if HydraConfig.initialized():
+        n_jobs = HydraConfig.get().launcher.get("n_jobs")
+        if n_jobs:
+            cores = os.cpu_count() or 1
+            return max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
+    return None
+
+
+def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     """Fit, test the best checkpoint on every evaluation set, write `metrics.json`, return the metrics."""
     silence_known_noise()
     validate(cfg)
-    ident = run_identity(cfg)
     out = Path(cfg.output_dir)
+    if (out / METRICS_FILE).is_file() and not cfg.force:
+        log.info("%s is finished (metrics.json exists): skipped; force=true reruns it", out)
+        return read_metrics(out)
+    ident = run_identity(cfg)
+    ckpt_dir = out / "checkpoints"
+    if cfg.force:
+        (out / METRICS_FILE).unlink(missing_ok=True)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
+    (out / ERROR_FILE).unlink(missing_ok=True)
+    if threads := torch_threads(cfg):
+        torch.set_num_threads(threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     backbone = build_backbone(cfg, ident["arch"])
@@ -59,56 +92,87 @@ def train(cfg: DictConfig) -> dict:
     model = build_classifier(cfg, backbone, datamodule.test_set_names)
     run_name = f"{ident['arch']}-{ident['aug']}-s{ident['seed']}"
     logger = build_logger(cfg, run_name, ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"])
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc", mode="max",
-                                 save_last=True)
+    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_last=True)
     trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
-                          callbacks=[checkpoint], default_root_dir=str(out))
+                          callbacks=[checkpoint, *(callbacks or [])], default_root_dir=str(out))
+    resume = ckpt_dir / "last.ckpt"
     try:
         t0 = time.perf_counter()
         datamodule.prepare_data()
         t_data = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule)
+        if resume.is_file():
+            log.info("resuming %s from %s", out, resume)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume.is_file() else None)
+        if trainer.interrupted:
+            raise Interrupted(f"training of {out} was interrupted; run the same command again to resume")
         t_fit = time.perf_counter()
-        ckpt = "best" if checkpoint.best_model_path else None
-        metrics = test_metrics(trainer, model, datamodule, ckpt)
+        metrics = test_metrics(evaluation_trainer(trainer, cfg), model, datamodule,
+                               "best" if checkpoint.best_model_path else None)
         t_test = time.perf_counter()
         if checkpoint.best_model_score is not None:
             metrics["val/acc"] = float(checkpoint.best_model_score)
+        saved = checkpoint.best_model_path or checkpoint.last_model_path
         metrics.update({
             "arch": ident["arch"], "aug": ident["aug"], "seed": ident["seed"],
             "epochs": int(trainer.current_epoch),
             "time/data_s": t_data - t0, "time/fit_s": t_fit - t_data, "time/test_s": t_test - t_fit,
-            "checkpoint": str(Path(checkpoint.best_model_path or checkpoint.last_model_path).relative_to(out))
-            if (checkpoint.best_model_path or checkpoint.last_model_path) else None,
+            "checkpoint": str(Path(saved).relative_to(out)) if saved else None,
         })
         metrics = tidy(metrics)
         if logger is not None:
             logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         if isinstance(logger, WandbLogger):
             log_catalog(logger.experiment, metrics, datamodule, model)
-        write_metrics(out, metrics)
+        write_metrics(out, metrics)  # last: its presence marks the run finished
     finally:
         finish_wandb()
     return metrics
 
 
+def evaluation_trainer(trainer: L.Trainer, cfg: DictConfig) -> L.Trainer:
+    """Test on one device: a distributed sampler would pad and split the evaluation sets."""
+    if trainer.world_size == 1:
+        return trainer
+    return L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_checkpointing=False,
+                     default_root_dir=trainer.default_root_dir)
+
+
 def _summary(metrics: dict, out: Path) -> str:
     lines = [f"{metrics['arch']} / aug={metrics['aug']} / seed={metrics['seed']}"]
-    for key in ("test/iid/acc", "test/position/s5/acc", "test/ood/acc", "test/mix/acc"):
+    for key in ("test/iid/acc", "test/position/s5/acc", "test/ood/acc", "test/mix/acc", "test/consistency"):
         if key in metrics:
             lines.append(f"  {key:<24} {metrics[key]:.4f}")
-    lines.append(f"  results: {out / 'metrics.json'}")
+    lines.append(f"  results: {out / METRICS_FILE}")
     return "\n".join(lines)
+
+
+def record_failure(out: Path, err: BaseException) -> None:
+    """The failed job's error in its own run dir, so a sweep report can say why it has no results."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        (out / ERROR_FILE).write_text(f"{type(err).__name__}: {err}\n\n{text}")
+    except OSError:
+        pass
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    out = Path(cfg.output_dir)
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
-    except ConfigError as err:
-        print(f"shapeshift: config error: {err}", file=sys.stderr)
-        sys.exit(2)
-    log.info("\n%s", _summary(metrics, Path(cfg.output_dir)))
+    except (ConfigError, Interrupted) as err:
+        record_failure(out, err)
+        print(f"shapeshift: {'config error: ' if isinstance(err, ConfigError) else ''}{err}", file=sys.stderr)
+        if multirun:
+            raise  # Hydra marks this job failed and runs the others
+        sys.exit(2 if isinstance(err, ConfigError) else 130)
+    except Exception as err:
+        record_failure(out, err)
+        log.error("job failed: %s: %s (traceback in %s)", type(err).__name__, err, out / ERROR_FILE)
+        raise
+    log.info("\n%s", _summary(metrics, out))
     return metrics.get("test/ood/acc", metrics["test/iid/acc"])
 
 

@@ -9,7 +9,7 @@ import albumentations as A
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from shapeshift.data import backgrounds, shifts
 from shapeshift.data.cache import cached
@@ -40,6 +40,29 @@ class AugmentedDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.labels[i])
 
 
+class EpochShuffle(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), and re-seeds the dataset's augmentation likewise.
+
+    Lightning calls `set_epoch` before every epoch, resumed runs included, so a run restarted from its
+    last checkpoint sees exactly the batches and augmentations an uninterrupted run would have seen.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        if isinstance(self.dataset, AugmentedDataset):
+            self.dataset.transform.set_random_seed(self.seed * 100_003 + self.epoch)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
+
+
 class ShapesDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -54,6 +77,7 @@ class ShapesDataModule(L.LightningDataModule):
         cache_dir: str | None = None,
         shift: Mapping | None = None,
         train_transform: A.Compose | None = None,
+        train_seed: int = 0,
         **_: object,
     ):
         super().__init__()
@@ -64,7 +88,7 @@ class ShapesDataModule(L.LightningDataModule):
         self.shift = dict(shift or {})
         self.families: dict[str, list] = {k: list(v) for k, v in (self.shift.get("families") or {}).items()}
         shifts.validate_catalog(self.families)
-        self.train_transform = train_transform
+        self.train_transform, self.train_seed = train_transform, train_seed
         self.num_classes = len(CLASSES)
         self._sets: dict[str, dict[str, np.ndarray]] = {}
 
@@ -173,19 +197,18 @@ class ShapesDataModule(L.LightningDataModule):
         index = np.concatenate([np.full(len(p[1]), i, np.int64) for i, p in enumerate(parts)])
         return TensorDataset(*_to_tensors(images, labels), torch.from_numpy(index))
 
-    def _loader(self, dataset: Dataset, shuffle: bool, batch_size: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-                          generator=torch.Generator().manual_seed(self.seed) if shuffle else None)
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, True, self.batch_size)
+        return self._loader(self.train_set, self.batch_size, EpochShuffle(self.train_set, self.train_seed))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, False, self.eval_batch_size)
+        return self._loader(self.val_set, self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, False, self.eval_batch_size)
+        return self._loader(self.test_set, self.eval_batch_size)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # uint8 travels to the device (4x less to copy); scale to [-1, 1] there, once per batch.

@@ -1,0 +1,114 @@
+"""Never lose work: resume, idempotent reruns, failure records, a safe cache, clear errors."""
+
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from lightning.pytorch.callbacks import Callback
+
+from shapeshift.data.cache import cached
+from shapeshift.train import train
+from tests.conftest import ROOT
+
+SMALL = ["debug=smoke", "logger=none", "arch=cnn", "aug=basic", "trainer.max_epochs=3",
+         "data.n_train_per_class=48", "data.batch_size=16"]
+
+
+class KillAfterFirstEpoch(Callback):
+    """Dies as the second epoch starts: the first epoch and its checkpoint are complete."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("killed after the first epoch")
+
+
+def without_times(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(cfg_factory, tmp_path):
+    whole = train(cfg_factory(*SMALL, output_dir=tmp_path / "whole"))
+
+    run_dir = tmp_path / "killed"
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg_factory(*SMALL, output_dir=run_dir), callbacks=[KillAfterFirstEpoch()])
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (run_dir / "metrics.json").exists()  # nothing presented as a result
+
+    resumed = train(cfg_factory(*SMALL, output_dir=run_dir))
+    assert resumed["epochs"] == whole["epochs"] == 3
+    assert without_times(resumed) == without_times(whole)
+
+
+def test_a_finished_run_is_skipped_unless_forced(cfg_factory, tmp_path):
+    first = train(cfg_factory(*SMALL[:3], output_dir=tmp_path / "run"))
+    stamp = (tmp_path / "run" / "metrics.json").stat().st_mtime_ns
+
+    class MustNotTrain(Callback):
+        def on_train_start(self, trainer, pl_module):
+            raise AssertionError("a finished run was trained again")
+
+    assert train(cfg_factory(*SMALL[:3], output_dir=tmp_path / "run"), callbacks=[MustNotTrain()]) == first
+    assert (tmp_path / "run" / "metrics.json").stat().st_mtime_ns == stamp
+    again = train(cfg_factory(*SMALL[:3], "force=true", output_dir=tmp_path / "run"))
+    assert without_times(again) == without_times(first)
+    assert (tmp_path / "run" / "metrics.json").stat().st_mtime_ns != stamp
+
+
+def test_two_writers_of_one_cache_entry_leave_one_whole_file(tmp_path):
+    def build():
+        return {"images": np.full((50, 64, 64, 3), 7, np.uint8), "labels": np.arange(50)}
+
+    threads = [threading.Thread(target=cached, args=(tmp_path, "set", {"k": 1}, build)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npz"  # no temporary files left behind
+    calls = []
+    out = cached(tmp_path, "set", {"k": 1}, lambda: calls.append(1) or build())
+    assert calls == [] and out["images"].sum() == 7 * 50 * 64 * 64 * 3
+
+
+def test_a_corrupted_byte_is_caught_by_the_checksum(tmp_path):
+    build = lambda: {"images": np.arange(1000, dtype=np.uint8)}  # noqa: E731
+    cached(tmp_path, "set", {"k": 2}, build)
+    (path,) = tmp_path.iterdir()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    calls = []
+    out = cached(tmp_path, "set", {"k": 2}, lambda: calls.append(1) or build())
+    assert calls == [1] and np.array_equal(out["images"], np.arange(1000, dtype=np.uint8))
+
+
+def sweep(args, cache_dir, tmp_path):
+    env = {"WANDB_MODE": "disabled", "SHAPESHIFT_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "shapeshift.train", "-m", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on_and_reruns_only_it(cache_dir, tmp_path):
+    out = tmp_path / "sweep"
+    # resnet18_aa cannot take 32 px images: that job fails, the other two finish.
+    args = ["arch=cnn,resnet18_aa,maxpool", "debug=smoke", "logger=none", "data.image_size=32",
+            f"hydra.sweep.dir={out}"]
+    proc = sweep(args, cache_dir, tmp_path)
+    assert proc.returncode != 0
+    runs = {p.name.split(",")[0]: p for p in out.iterdir() if p.is_dir()}
+    assert sorted(runs) == ["0_arch=cnn", "1_arch=resnet18_aa", "2_arch=maxpool"]
+    assert (runs["0_arch=cnn"] / "metrics.json").is_file() and (runs["2_arch=maxpool"] / "metrics.json").is_file()
+    failed = runs["1_arch=resnet18_aa"]
+    assert not (failed / "metrics.json").exists()
+    assert "needs images of at least 36 px" in (failed / "error.txt").read_text().splitlines()[0]
+    stamp = (runs["0_arch=cnn"] / "metrics.json").stat().st_mtime_ns
+
+    # Relaunch into the same folder: finished jobs are skipped, only the failed one runs again.
+    proc = sweep(args, cache_dir, tmp_path)
+    assert (runs["0_arch=cnn"] / "metrics.json").stat().st_mtime_ns == stamp
+    assert "is finished (metrics.json exists): skipped" in proc.stdout + proc.stderr
+    assert json.loads((runs["2_arch=maxpool"] / "metrics.json").read_text())["arch"] == "maxpool"
