@@ -14,9 +14,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
-install: $(BIN)/python ## Create .venv: the CPU build of torch first, then shapeshift with its dev tools
+install: $(BIN)/python ## Create .venv: the CPU build of torch first, then shapeshift with dev tools and launchers
 	$(BIN)/pip install "torch==2.13.0"
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,launchers]'
 
 test: install ## Run the fast test suite (no slow tests)
 	$(BIN)/python -m pytest

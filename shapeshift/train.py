@@ -61,7 +61,10 @@ def torch_threads(cfg: DictConfig) -> int | None:
     if cfg.torch_threads:
         return cfg.torch_threads
     if HydraConfig.initialized():
-        n_jobs = HydraConfig.get().launcher.get("n_jobs")
+        launcher = HydraConfig.get().launcher
+        if launcher.get("cpus_per_task"):  # submitit: the cores the scheduler gave this job
+            return int(launcher.cpus_per_task)
+        n_jobs = launcher.get("n_jobs")  # joblib: jobs side by side on this machine
         if n_jobs:
             cores = os.cpu_count() or 1
             return max(1, cores // (cores if n_jobs < 0 else min(n_jobs, cores)))
@@ -114,7 +117,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         saved = checkpoint.best_model_path or checkpoint.last_model_path
         metrics.update({
             "arch": ident["arch"], "aug": ident["aug"], "seed": ident["seed"],
-            "epochs": int(trainer.current_epoch),
+            "epochs": int(trainer.current_epoch), "torch_threads": torch.get_num_threads(),
             "time/data_s": t_data - t0, "time/fit_s": t_fit - t_data, "time/test_s": t_test - t_fit,
             "checkpoint": str(Path(saved).relative_to(out)) if saved else None,
         })
@@ -176,5 +179,24 @@ def main(cfg: DictConfig) -> float:
     return metrics.get("test/ood/acc", metrics["test/iid/acc"])
 
 
+def check_output_dir(argv: list[str]) -> None:
+    """Fail in one line, before Hydra's traceback, when the run or sweep dir cannot be created."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "${" not in value:
+            break
+    else:
+        key, value = "output folder", "outputs"
+    try:
+        Path(value).expanduser().mkdir(parents=True, exist_ok=True)
+        probe = Path(value).expanduser() / f".write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        print(f"shapeshift: cannot write to {key} {value!r}: {err.strerror or err}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_output_dir(sys.argv[1:])
     main()

@@ -49,3 +49,17 @@ def test_too_small_image_fails_at_start_in_one_line(tmp_path, cache_dir):
 def test_mistyped_key_names_the_key(tmp_path, cache_dir):
     err = one_line_error(run(["trainer.max_epoch=3", f"hydra.run.dir={tmp_path}"], cache_dir))
     assert "max_epoch" in err and "Traceback" not in err
+
+
+def test_unknown_aug_names_the_valid_choices(tmp_path, cache_dir):
+    err = one_line_error(run(["aug=heavy", f"hydra.run.dir={tmp_path}"], cache_dir))
+    assert "aug/heavy" in err and "basic" in err and "Traceback" not in err
+
+
+def test_unwritable_output_dir_is_one_line(tmp_path, cache_dir):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = run([f"hydra.run.dir={blocker}/run", "debug=smoke"], cache_dir)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"shapeshift: cannot write to hydra.run.dir '{blocker}/run': Not a directory"]

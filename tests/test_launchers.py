@@ -1,0 +1,57 @@
+"""Scale out on Hydra's launchers (optional extra: pip install -e '.[launchers]')."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+
+
+def shapeshift(args, cache_dir, timeout=600):
+    env = {**os.environ, "WANDB_MODE": "disabled", "SHAPESHIFT_CACHE": str(cache_dir)}
+    return subprocess.run([sys.executable, "-m", "shapeshift.train", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def finished(sweep):
+    return sorted(json.loads(p.read_text())["arch"] for p in sweep.glob("*/metrics.json"))
+
+
+def test_joblib_runs_two_jobs_side_by_side_without_oversubscribing(cache_dir, tmp_path):
+    proc = shapeshift(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "arch=cnn,maxpool",
+                       "debug=smoke", "logger=none", f"hydra.sweep.dir={tmp_path}"], cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert finished(tmp_path) == ["cnn", "maxpool"]
+    cores = os.cpu_count() or 1
+    for metrics in tmp_path.glob("*/metrics.json"):
+        assert json.loads(metrics.read_text())["torch_threads"] == max(1, cores // min(2, cores))
+
+
+def test_submitit_local_end_to_end(cache_dir, tmp_path):
+    proc = shapeshift(["-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1",
+                       "hydra.launcher.timeout_min=10", "arch=cnn", "debug=smoke", "logger=none",
+                       f"hydra.sweep.dir={tmp_path}"], cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert finished(tmp_path) == ["cnn"]
+    assert (tmp_path / ".submitit").is_dir()
+    assert json.loads(next(tmp_path.glob("*/metrics.json")).read_text())["torch_threads"] == 1
+
+
+def test_slurm_preset_composes(cache_dir):
+    proc = shapeshift(["hydra/launcher=slurm", "trainer=gpu", "hydra.launcher.partition=a100", "--cfg", "hydra",
+                       "--package", "hydra.launcher"], cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "SlurmLauncher" in out and "partition: a100" in out and "gpus_per_node: 1" in out
+
+
+def test_unknown_launcher_names_the_choices(cache_dir, tmp_path):
+    proc = shapeshift(["-m", "hydra/launcher=mpi", "debug=smoke", f"hydra.sweep.dir={tmp_path}"], cache_dir)
+    assert proc.returncode != 0
+    assert "hydra/launcher/mpi" in proc.stderr and "joblib" in proc.stderr and "slurm" in proc.stderr
