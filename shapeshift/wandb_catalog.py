@@ -31,12 +31,13 @@ def log_catalog(run, metrics: dict, datamodule, model, examples: int = 4) -> Non
     model.eval()
     device = next(model.parameters()).device
     media = {}
+    classes = getattr(datamodule, "class_names", CLASSES)  # data=mnist: the digits
     for name in datamodule.test_set_names:
         images, labels = datamodule.arrays(name)
         x = torch.from_numpy(images[:examples]).permute(0, 3, 1, 2).to(device).float().div(127.5).sub(1.0)
         pred = model(x).argmax(1).tolist()
         media[f"examples/{name}"] = [
-            wandb.Image(images[i], caption=f"true {CLASSES[labels[i]]}, predicted {CLASSES[pred[i]]}")
+            wandb.Image(images[i], caption=f"true {classes[labels[i]]}, predicted {classes[pred[i]]}")
             for i in range(len(pred))
         ]
     run.log(media)

@@ -13,6 +13,8 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
+from shapeshift.config import register_schemas  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 ARCHS = sorted(p.stem for p in (CONF / "arch").glob("*.yaml"))
@@ -30,6 +32,7 @@ def cache_dir(tmp_path_factory) -> Path:
 def make_cfg(overrides: list[str], output_dir: Path, cache: Path):
     """Compose `conf/train.yaml` as the CLI would, with outputs and cache in temporary folders."""
     GlobalHydra.instance().clear()
+    register_schemas()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)

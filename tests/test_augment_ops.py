@@ -1,0 +1,175 @@
+"""The `strong` preset's background swaps: shape kept, background changed, seeded, and no eval photo leaks."""
+
+import pickle
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from shapeshift.config import register_schemas
+from shapeshift.data import backgrounds
+from shapeshift.data.augment import build_augmentation
+from shapeshift.data.augment_ops import (
+    RandomPatternBackground,
+    RandomPhotoBackground,
+    replace_background,
+    shape_coverage,
+)
+from shapeshift.data.render import render, sample_params
+
+register_schemas()  # train.py does this at import; these tests compose without importing it
+
+
+def shapes(n_per_class: int = 8, size: int = 64, seed: int = 0):
+    params = sample_params(n_per_class, size, np.random.default_rng(seed))
+    images, masks = render(params, size)
+    return params, images, masks
+
+
+def strong_pipeline(cfg_factory, seed: int, *overrides: str) -> A.Compose:
+    """Exactly as train.py builds it: compose conf/, resolve the aug's transforms, build the Compose."""
+    cfg = cfg_factory("aug=strong", *overrides)
+    return build_augmentation(OmegaConf.to_container(cfg.aug.transforms, resolve=True), seed)
+
+
+def test_coverage_is_the_renderers_mask():
+    params, images, masks = shapes()
+    for img, mask, bg in zip(images, masks, params.bg, strict=True):
+        coverage, level = shape_coverage(img)
+        assert level == int(bg)
+        assert np.abs(coverage - mask).max() < 0.02  # uint8 rounding of the anti-aliased edge only
+    assert shape_coverage(np.full((16, 16, 3), 200, np.uint8)) is None  # no shape: nothing to swap
+
+
+@pytest.mark.parametrize("op", [RandomPatternBackground(contrast=(0.4, 0.8), p=1.0),
+                                RandomPhotoBackground(alpha=(0.6, 1.0), p=1.0)], ids=["pattern", "photo"])
+def test_shape_pixels_kept_and_background_replaced(op):
+    _, images, masks = shapes()
+    pipeline = A.Compose([op], seed=0)
+    changed, moved = [], []
+    for img, mask in zip(images, masks, strict=True):
+        out = pipeline(image=img)["image"]
+        assert out.shape == img.shape and out.dtype == np.uint8
+        inside, outside = mask >= 1.0, mask <= 0.0
+        assert np.array_equal(out[inside], img[inside])  # the shape, bit for bit
+        diff = np.abs(out.astype(int) - img)[outside]
+        changed.append(np.any(diff > 0, axis=1).mean())
+        moved.append(diff.mean())
+        # The soft edge is re-blended with the new background too: no halo of the old grey.
+        edge = (mask > 0.1) & (mask < 0.9)
+        assert np.any(out[edge] != img[edge])
+    assert min(changed) > 0.3 and np.mean(changed) > 0.8, changed  # background pixels replaced
+    assert np.mean(moved) > 15, moved  # by a clearly different picture, not a shade of the old grey
+
+
+def test_grey_and_single_channel_images():
+    _, images, masks = shapes(2, 32)
+    grey = images[0, ..., 0]
+    make = lambda level, size: np.dstack([np.full((size, size), 20.0)] * 3)  # noqa: E731
+    for img in (grey, grey[..., None]):
+        out = replace_background(img, make)
+        assert out.shape == img.shape
+        inside, outside = masks[0] >= 1.0, masks[0] <= 0.0
+        assert np.array_equal(out.reshape(32, 32)[inside], grey[inside])
+        assert np.all(out.reshape(32, 32)[outside] == 20)
+
+
+def test_invalid_arguments_fail_at_construction():
+    with pytest.raises(ValueError, match="contrast"):
+        RandomPatternBackground(contrast=(0.8, 0.1))
+    with pytest.raises(ValueError, match="kinds"):
+        RandomPatternBackground(kinds=["plaid"])
+    with pytest.raises(ValueError, match="alpha"):
+        RandomPhotoBackground(alpha=(0.5, 1.5))
+
+
+def test_strong_is_deterministic_for_a_seed_and_pickles(cfg_factory):
+    _, images, _ = shapes(16)
+
+    def run(pipeline):
+        return np.stack([pipeline(image=img)["image"] for img in images])
+
+    a, b = strong_pipeline(cfg_factory, 7), strong_pipeline(cfg_factory, 7)
+    copy = pickle.loads(pickle.dumps(a))  # what a DataLoader worker gets
+    first = run(a)
+    assert np.array_equal(first, run(b))
+    assert np.array_equal(first, run(copy))
+    assert not np.array_equal(first, run(strong_pipeline(cfg_factory, 8)))
+    # Both swaps run, and most images get a new background.
+    names = {type(t).__name__ for t in a.transforms[2].transforms}
+    assert names == {"RandomPatternBackground", "RandomPhotoBackground"}
+    # The photo cache (megabytes) does not travel with the pickle.
+    assert len(pickle.dumps(a)) < 200_000
+
+
+def test_no_evaluation_photo_reaches_training(cfg_factory, monkeypatch):
+    """Spy on every way a photo is loaded while the strong pipeline is built and applied many times."""
+    splits, shipped = [], []
+    real_load, real_shipped = backgrounds.load_photos, backgrounds._shipped
+
+    def load_spy(split, folder=None):
+        splits.append(split)
+        return real_load(split, folder)
+
+    def shipped_spy(name):
+        shipped.append(name)
+        return real_shipped(name)
+
+    monkeypatch.setattr(backgrounds, "load_photos", load_spy)
+    monkeypatch.setattr(backgrounds, "_shipped", shipped_spy)
+    _, images, _ = shapes(20, 48)
+    for seed in range(4):
+        pipeline = strong_pipeline(cfg_factory, seed, "data.image_size=48")
+        for img in images:
+            pipeline(image=img)
+        # A copy in a worker reloads its photos: through the same guarded path.
+        worker = pickle.loads(pickle.dumps(pipeline))
+        for img in images[:10]:
+            worker(image=img)
+    assert splits and set(splits) == {"train"}
+    assert shipped, "the photo transform never ran: the test would prove nothing"
+    assert set(shipped) <= set(backgrounds.photo_names("train"))
+    assert set(shipped).isdisjoint(backgrounds.photo_names("eval"))
+
+
+def test_no_evaluation_photo_from_a_users_folder(cfg_factory, monkeypatch, tmp_path):
+    """With `shift.photo_dir=...`, training reads only the folder's train half, file by file."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        cv2.imwrite(str(folder / f"photo_{i}.png"), rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    eval_names = set(backgrounds.photo_names("eval", str(folder)))
+    train_names = set(backgrounds.photo_names("train", str(folder)))
+    assert eval_names and train_names
+
+    read = []
+    real_imread = cv2.imread
+    monkeypatch.setattr(backgrounds.cv2, "imread", lambda path, *a: read.append(path) or real_imread(path, *a))
+    monkeypatch.setattr(backgrounds, "_shipped", lambda name: pytest.fail(f"shipped photo {name} loaded"))
+    _, images, _ = shapes(16, 32)
+    for seed in range(3):
+        pipeline = strong_pipeline(cfg_factory, seed, "data.image_size=32", f"shift.photo_dir={folder}")
+        photo_op = pipeline.transforms[2].transforms[1]
+        assert photo_op.photo_dir == str(folder)
+        for img in images:
+            pipeline(image=img)
+    names = {p.rsplit("/", 1)[-1] for p in read}
+    assert names == train_names  # every train photo, and nothing else
+    assert names.isdisjoint(eval_names)
+
+
+def test_strong_trains_through_the_datamodule(cfg_factory, tmp_path):
+    """The pipeline as the training split's transform: uint8 CHW batches of the configured size."""
+    import torch
+
+    from shapeshift.data.datamodule import ShapesDataModule
+
+    dm = ShapesDataModule(image_size=32, n_train_per_class=16, n_val_per_class=4, n_test_per_class=4,
+                          batch_size=8, cache_dir=str(tmp_path),
+                          train_transform=strong_pipeline(cfg_factory, 0, "data.image_size=32"))
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.uint8 and y.shape == (8,)

@@ -1,0 +1,215 @@
+"""`python -m shapeshift.report`: hand-made runs with known numbers give exactly the expected tables."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shapeshift import report as rp
+from tests.conftest import ROOT
+
+FAMILIES = ("position", "scale")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def metrics_for(arch: str, aug: str, seed: int, iid: float, ood_shift: float = 0.0) -> dict:
+    """A metrics.json as train.py writes it; family f at severity k scores iid - 0.05 * k (+ ood_shift)."""
+    m = {"arch": arch, "aug": aug, "seed": seed, "epochs": 4, "val/acc": iid, "checkpoint": "checkpoints/best.ckpt",
+         "test/iid/acc": iid, "test/mix/acc": iid - 0.1, "test/iid/ece": 0.01 * (seed + 1),
+         "time/data_s": 1.0, "time/fit_s": 10.0, "time/test_s": 2.0}
+    every = []
+    for j, family in enumerate(FAMILIES):
+        values = [iid - 0.05 * k - 0.1 * j + ood_shift for k in range(1, 6)]
+        for k, v in enumerate(values, start=1):
+            m[f"test/{family}/s{k}/acc"] = v
+        m[f"test/{family}/acc"] = sum(values) / 5
+        every += values
+    m["test/ood/acc"] = sum(every) / len(every)
+    m["test/ood_iid_ratio"] = m["test/ood/acc"] / iid
+    return m
+
+
+def make_run(root: Path, name: str, arch: str, aug: str, seed: int, metrics: dict | None) -> Path:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    families = {f: [{"position": {"fraction": 0.2 * k}} for k in range(1, 6)] for f in FAMILIES}
+    config = {"seed": seed, "output_dir": "${hydra:runtime.output_dir}", "aug": {"name": aug, "transforms": []},
+              "shift": {"n_per_class": 100, "families": families}}
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    hydra = {"hydra": {"runtime": {"choices": {"arch": arch, "aug": aug, "data": "shapes"}}}}
+    (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"arch={arch}", f"aug={aug}", f"seed={seed}"]))
+    if metrics is not None:
+        (run / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return run
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    """cnn x {none, basic} x 3 seeds, gap x none x 1 seed, one unfinished and one failed run."""
+    root = tmp_path / "sweep"
+    job = 0
+    for aug, shift in (("none", 0.0), ("basic", 0.05)):
+        for seed, iid in zip((0, 1, 2), (0.8, 0.9, 1.0), strict=True):
+            make_run(root, f"{job}_arch=cnn,aug={aug},seed={seed}", "cnn", aug, seed,
+                     metrics_for("cnn", aug, seed, iid, shift))
+            job += 1
+    make_run(root, f"{job}_arch=gap,aug=none,seed=0", "gap", "none", 0, metrics_for("gap", "none", 0, 0.7))
+    make_run(root, f"{job + 1}_arch=resnet18,aug=none,seed=0", "resnet18", "none", 0, None)
+    failed = make_run(root, f"{job + 2}_arch=resnet18,aug=basic,seed=0", "resnet18", "basic", 0, None)
+    (failed / "error.txt").write_text("\nRuntimeError: CUDA out of memory\nTraceback ...\n")
+    return root
+
+
+def t_interval(values):
+    """The 95% half-width computed by hand: t(0.975, n-1) * sd / sqrt(n)."""
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, {2: 12.706, 3: 4.303}[n] * sd / math.sqrt(n)
+
+
+def test_t_quantiles_and_intervals():
+    assert rp.t_quantile(1) == 12.706 and rp.t_quantile(2) == 4.303 and rp.t_quantile(30) == 2.042
+    assert rp.t_quantile(31) == rp.t_quantile(1000) == 1.96
+    stat = rp.mean_interval([0.8, 0.9, 1.0])
+    assert stat.n == 3 and stat.mean == pytest.approx(0.9)
+    assert stat.half == pytest.approx(4.303 * 0.1 / math.sqrt(3))  # sd of 0.8, 0.9, 1.0 is 0.1
+    assert stat.cell() == "0.900 ± 0.248"
+    one = rp.mean_interval([0.7, None, float("nan")])
+    assert (one.n, one.mean, one.half) == (1, 0.7, None) and one.cell() == "0.700 ± —"
+    assert rp.mean_interval([]) is None
+
+
+def test_groups_means_and_intervals_are_exact(sweep):
+    runs = rp.collect([sweep])
+    assert len(runs) == 9 and sum(r.finished for r in runs) == 7
+    groups = rp.summarize(runs)
+    assert [(g.arch, g.aug, g.n) for g in groups] == [("cnn", "none", 3), ("cnn", "basic", 3), ("gap", "none", 1)]
+    cnn_none, cnn_basic, gap = groups
+    assert cnn_none.seeds == [0, 1, 2]
+    for key in ("test/iid/acc", "test/position/acc", "test/position/s5/acc", "test/ood/acc", "test/mix/acc",
+                "test/iid/ece"):
+        values = [r.metrics[key] for r in cnn_none.runs]
+        mean, half = t_interval(values)
+        assert cnn_none.stats[key].mean == pytest.approx(mean), key
+        assert cnn_none.stats[key].half == pytest.approx(half), key
+    # iid 0.8/0.9/1.0; position = iid - 0.15; s5 = iid - 0.25; ood = iid - 0.2; mix = iid - 0.1.
+    assert cnn_none.stats["test/position/acc"].mean == pytest.approx(0.75)
+    assert cnn_none.stats["test/ood/acc"].mean == pytest.approx(0.7)
+    assert cnn_basic.stats["test/ood/acc"].mean == pytest.approx(0.75)
+    assert gap.stats["test/iid/acc"] == rp.Stat(1, 0.7, None)
+
+    header, rows = rp.main_rows(groups)
+    assert header == ["arch", "aug", "n", "iid", "position", "position s5", "ood", "mix"]
+    h = 4.303 * 0.1 / math.sqrt(3)
+    assert rows[0] == ["cnn", "none", "3", f"0.900 ± {h:.3f}", f"0.750 ± {h:.3f}", f"0.650 ± {h:.3f}",
+                       f"0.700 ± {h:.3f}", f"0.800 ± {h:.3f}"]
+    assert rows[2] == ["gap", "none", "1", "0.700 ± —", "0.550 ± —", "0.450 ± —", "0.500 ± —", "0.600 ± —"]
+
+    gain = rp.gains(groups)
+    assert [(g["arch"], g["aug"]) for g in gain] == [("cnn", "basic")]
+    assert gain[0]["gain"] == pytest.approx(0.05)
+    assert gain[0]["paired"].n == 3 and gain[0]["paired"].half == pytest.approx(0.0, abs=1e-9)
+
+
+def test_report_files_tables_csv_and_missing_runs(sweep):
+    result = rp.report([sweep])
+    text = (sweep / "report.md").read_text()
+    h = f"{4.303 * 0.1 / math.sqrt(3):.3f}"
+    assert (f"| cnn | none | 3 | 0.900 ± {h} | 0.750 ± {h} | 0.650 ± {h} | 0.700 ± {h} | 0.800 ± {h} |"
+            in text)
+    assert "| gap | none | 1 | 0.700 ± — | 0.550 ± — | 0.450 ± — | 0.500 ± — | 0.600 ± — |" in text
+    assert "9 found, 7 finished, 2 without metrics.json" in text
+    # The unfinished and the failed run are listed with who they are and why.
+    assert "| resnet18 | none | 0 | no metrics.json (unfinished or failed) |" in text
+    assert "| resnet18 | basic | 0 | error.txt: RuntimeError: CUDA out of memory |" in text
+    assert "| cnn | basic | +0.050 |" in text  # the gain table
+    assert "iid/ece" in text  # any other test/ metric gets a column
+
+    with (sweep / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 7
+    columns = list(rows[0])
+    assert columns[:6] == ["run_dir", "arch", "aug", "seed", "data", "epochs"]
+    assert columns[6:9] == ["val/acc", "test/iid/acc", "test/iid/ece"]
+    assert {"test/position/s3/acc", "test/ood/acc", "test/ood_iid_ratio", "time/fit_s"} <= set(columns)
+    first = rows[0]
+    assert Path(first["run_dir"]).name == "0_arch=cnn,aug=none,seed=0"
+    assert (first["arch"], first["aug"], first["seed"], first["data"]) == ("cnn", "none", "0", "shapes")
+    assert float(first["test/iid/acc"]) == 0.8 and float(first["test/position/s5/acc"]) == pytest.approx(0.55)
+    assert [Path(r["run_dir"]).name.split("_")[0] for r in rows] == ["0", "1", "2", "3", "4", "5", "6"]
+
+    # Plots: every one drawn, each a real, non-empty PNG, and linked from the report.
+    assert set(result["plots"].values()) == {"heatmap.png", "severity_none.png", "severity_basic.png",
+                                             "aug_gain.png"}
+    for name in result["plots"].values():
+        data = (sweep / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 5000, name
+        assert f"]({name})" in text
+
+
+def test_several_folders_partial_and_duplicates(tmp_path):
+    a, b = tmp_path / "machine_a", tmp_path / "machine_b"
+    make_run(a, "0_arch=cnn,aug=none", "cnn", "none", 0, metrics_for("cnn", "none", 0, 0.8))
+    make_run(b / "nested" / "deeper", "1_arch=cnn,aug=none", "cnn", "none", 1, metrics_for("cnn", "none", 1, 1.0))
+    make_run(b, "2_arch=cnn,aug=none", "cnn", "none", 2, None)
+    # The same run named twice (a folder and its parent) is counted once.
+    result = rp.report([a, b, a / "0_arch=cnn,aug=none"], plots=False)
+    assert len(result["runs"]) == 3
+    (group,) = result["groups"]
+    assert group.n == 2 and group.stats["test/iid/acc"].mean == pytest.approx(0.9)
+    assert group.stats["test/iid/acc"].half == pytest.approx(12.706 * math.sqrt(0.02) / math.sqrt(2))
+    assert (a / "report.md").is_file() and not (b / "report.md").exists()
+    assert "aug_gain.png" not in (a / "report.md").read_text()  # plots=False draws nothing
+
+
+def test_no_runs_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    assert rp.main([str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no runs found" in err
+    assert rp.main([str(tmp_path / "nope")]) == 1
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_cli_in_a_subprocess_without_torch(sweep):
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "shapeshift.report", str(sweep)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["arch", "aug", "n", "iid", "position", "position", "s5", "ood", "mix"]
+    assert lines[2].split()[:4] == ["cnn", "none", "3", "0.900"]
+    assert "9 runs, 7 finished, 2 without metrics.json" in proc.stdout
+    assert "CUDA out of memory" in proc.stdout
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "yaml" in imported and "matplotlib" in imported  # -X importtime did report
+    assert not imported & {"torch", "lightning", "albumentations", "hydra"}
+
+
+def test_runs_without_an_ood_catalog(tmp_path):
+    """data=mnist runs have only i.i.d. metrics: the heatmap is drawn, the severity curves are skipped."""
+    root = tmp_path / "mnist"
+    for seed, acc in ((0, 0.97), (1, 0.99)):
+        run = make_run(root, f"{seed}_seed={seed}", "maxpool", "none", seed,
+                       {"arch": "maxpool", "aug": "none", "seed": seed, "test/iid/acc": acc,
+                        "test/iid/ece": 0.01, "test/consistency": 0.9})
+        hydra = {"hydra": {"runtime": {"choices": {"arch": "maxpool", "aug": "none", "data": "mnist"}}}}
+        (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    result = rp.report([root])
+    (group,) = result["groups"]
+    assert group.stats["test/iid/acc"].mean == pytest.approx(0.98)
+    assert set(result["plots"].values()) == {"heatmap.png"}
+    assert set(result["skipped"]) == {"severity_none.png", "aug_gain.png"}
+    text = (root / "report.md").read_text()
+    assert "| maxpool | none | 2 | 0.980 ± " in text and "consistency" in text
+    with (root / "results.csv").open() as f:
+        assert {r["data"] for r in csv.DictReader(f)} == {"mnist"}
