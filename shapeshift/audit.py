@@ -31,8 +31,10 @@ from shapeshift.data.render import CLASSES  # noqa: E402
 from shapeshift.evaluate import load_model, load_run_config  # noqa: E402
 from shapeshift.loggers import silence_known_noise  # noqa: E402
 from shapeshift.pipeline import build_datamodule  # noqa: E402
+from shapeshift.runtime import fast_cpu_math
 
 register_schemas()
+fast_cpu_math()
 
 
 @dataclass

@@ -104,6 +104,7 @@ class TrainConfig:
     logger: Any = None
     eval: EvalConfig = field(default_factory=EvalConfig)
     torch_threads: int | None = None
+    channels_last: bool = True  # NHWC memory format: faster convolutions on CPU and on GPU
     force: bool = False  # rerun a finished run (its metrics.json exists) instead of skipping it
 
 

@@ -24,9 +24,11 @@ from shapeshift.data import shifts
 from shapeshift.loggers import silence_known_noise
 from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, test_metrics
 from shapeshift.results import METRICS_FILE, read_metrics, tidy, write_metrics
+from shapeshift.runtime import fast_cpu_math
 
 log = logging.getLogger("shapeshift")
 register_schemas()
+fast_cpu_math()
 
 
 class RunError(ConfigError):

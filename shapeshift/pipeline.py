@@ -43,6 +43,7 @@ def build_classifier(cfg: DictConfig, backbone: torch.nn.Module, test_set_names:
         ece_bins=cfg.eval.ece_bins,
         consistency_shift=cfg.eval.consistency_shift,
         consistency_seed=cfg.seed,
+        channels_last=cfg.get("channels_last", False),
     )
 
 

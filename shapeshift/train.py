@@ -32,10 +32,12 @@ from shapeshift.config import ConfigError, register_schemas, validate
 from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
 from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, test_metrics
 from shapeshift.results import METRICS_FILE, read_metrics, tidy, write_metrics
+from shapeshift.runtime import fast_cpu_math
 from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
 register_schemas()
+fast_cpu_math()
 ERROR_FILE = "error.txt"
 
 

@@ -14,6 +14,9 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
 from shapeshift.config import register_schemas  # noqa: E402
+from shapeshift.runtime import fast_cpu_math  # noqa: E402
+
+fast_cpu_math()  # as the entry points do: before torch creates its thread pool
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

@@ -25,6 +25,9 @@ def test_the_users_multirun_command(tmp_path, cache_dir):
     for run_dir in runs:
         assert (run_dir / "metrics.json").is_file(), run_dir
         assert (run_dir / ".hydra" / "config.yaml").is_file()
+    # The finished sweep ends with its report, computed from these files.
+    assert (sweep / "report.md").is_file() and len((sweep / "results.csv").read_text().splitlines()) == 9
+    assert "resnet18_aa" in proc.stdout
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

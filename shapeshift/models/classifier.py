@@ -34,9 +34,12 @@ class Classifier(L.LightningModule):
         ece_bins: int = 15,
         consistency_shift: int = 4,
         consistency_seed: int = 0,
+        channels_last: bool = False,
     ):
         super().__init__()
-        self.backbone = backbone
+        # NHWC lets oneDNN pick faster convolutions on CPU (measured: GAP CNN ~100 -> ~145 img/s).
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.backbone = backbone.to(memory_format=self.memory_format)
         self.num_classes = num_classes
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.ece_bins, self.consistency_shift, self.consistency_seed = ece_bins, consistency_shift, consistency_seed
@@ -57,7 +60,7 @@ class Classifier(L.LightningModule):
         self._confidence: list[list[torch.Tensor]] = [[] for _ in names]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        return self.backbone(x.contiguous(memory_format=self.memory_format))
 
     def training_step(self, batch, batch_idx):
         x, y = batch

@@ -1,0 +1,329 @@
+"""shapeshift benchmarks: every figure printed as a line and written to benchmarks/results.md.
+
+    python -m benchmarks.bench                 # sections 1-4 and 6 (a few minutes on 2 cores)
+    python -m benchmarks.bench --e2e           # adds 5: the default run and the seed sweep (about half an hour)
+    python -m benchmarks.bench --only step     # one section: render, input, step, eval, e2e, cache
+
+Throughputs are medians of repeated timings; the Lightning and plain-PyTorch loops are measured in the
+same process, interleaved, on the same model, data and batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import lightning as L  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+# As shapeshift's entry points do, before the thread pool exists; `--no-ftz` measures without it.
+torch.set_flush_denormal("--no-ftz" not in sys.argv)
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
+from omegaconf import OmegaConf, open_dict  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from shapeshift.config import register_schemas  # noqa: E402
+from shapeshift.data import shifts  # noqa: E402
+from shapeshift.data.render import render, sample_params  # noqa: E402
+from shapeshift.loggers import silence_known_noise  # noqa: E402
+from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHS = ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"]
+LINES: list[str] = []
+
+
+def emit(line: str) -> None:
+    print(line, flush=True)
+    LINES.append(line)
+
+
+def config(*overrides: str, cache: str):
+    GlobalHydra.instance().clear()
+    register_schemas()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["logger=none", *overrides])
+    with open_dict(cfg):
+        cfg.output_dir = tempfile.mkdtemp(prefix="bench-run-")
+        cfg.data.cache_dir = cache
+    return cfg
+
+
+def median_rate(fn, n_items: int, repeats: int = 3) -> float:
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        rates.append(n_items / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+# 1 ---------------------------------------------------------------------------------------------------------
+def bench_render(cache: str) -> None:
+    size, n = 64, 200
+    params = sample_params(n // 2, size, np.random.default_rng(0))
+    emit(f"render iid: {median_rate(lambda: render(params, size), n):,.0f} img/s")
+    families = OmegaConf.to_container(config(cache=cache).shift.families)
+    from shapeshift.data.backgrounds import load_photos
+
+    photos = load_photos("eval")
+    for family in families:
+        ops = shifts.severity_ops(families, family, 3)
+        rate = median_rate(lambda ops=ops: shifts.apply(params, ops, size, np.random.default_rng(0), photos), n)
+        emit(f"render {family} (s3): {rate:,.0f} img/s")
+
+
+# 2 ---------------------------------------------------------------------------------------------------------
+def bench_input(cache: str) -> None:
+    for aug in sorted(p.stem for p in (ROOT / "conf" / "aug").glob("*.yaml")):
+        dm = build_datamodule(config(f"aug={aug}", cache=cache))
+        dm.prepare_data()
+        dm.setup("fit")
+
+        def epoch(dm=dm):
+            for batch in dm.train_dataloader():
+                dm.on_after_batch_transfer(batch, 0)
+
+        emit(f"input path aug={aug}: {median_rate(epoch, len(dm.train_set), repeats=2):,.0f} img/s")
+
+
+# 3 ---------------------------------------------------------------------------------------------------------
+class StepTimer(Callback):
+    """Times training steps after `warmup`, excluding the Trainer's start-up and teardown."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.start, self.end, self.images = warmup, None, None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.start is not None:
+            self.images += len(batch[0])
+            self.end = time.perf_counter()
+
+
+def plain_loop(model, dm, steps: int, warmup: int) -> float:
+    optimizer = model.configure_optimizers()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    images, start, it = 0, None, iter(dm.train_dataloader())
+    for step in range(steps + warmup):
+        if step == warmup:
+            start = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(dm.train_dataloader())
+            batch = next(it)
+        x, y = dm.on_after_batch_transfer(batch, 0)
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step >= warmup:
+            images += len(y)
+    return images / (time.perf_counter() - start)
+
+
+def lightning_loop(cfg, model, dm, steps: int, warmup: int) -> float:
+    timer = StepTimer(warmup)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps + warmup, limit_val_batches=0,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=True,
+                        enable_model_summary=False, deterministic=cfg.trainer.deterministic,
+                        num_sanity_val_steps=0, log_every_n_steps=cfg.trainer.log_every_n_steps,
+                        callbacks=[timer])
+    trainer.fit(model, datamodule=dm)
+    return timer.images / (timer.end - timer.start) if timer.start else float("nan")
+
+
+def step_counts(arch: str) -> tuple[int, int]:
+    return (60, 5) if arch == "cnn" else (12, 2)
+
+
+def bench_step(cache: str) -> dict[str, float]:
+    rates = {}
+    for arch in ARCHS:
+        cfg = config(f"arch={arch}", cache=cache)
+        dm = build_datamodule(cfg)
+        dm.prepare_data()
+        steps, warmup = step_counts(arch)
+        light, plain = [], []
+        for _ in range(3):  # interleaved: machine noise hits both sides alike
+            torch.manual_seed(0)
+            plain.append(plain_loop(build_classifier(cfg, build_backbone(cfg, arch), ["iid"]), _fit(dm), steps, warmup))
+            torch.manual_seed(0)
+            model = build_classifier(cfg, build_backbone(cfg, arch), ["iid"])
+            timer_rate = lightning_loop(cfg, model, dm, steps, warmup)
+            light.append(timer_rate)
+        lm, pm = statistics.median(light), statistics.median(plain)
+        rates[arch] = lm
+        emit(f"train step {arch}: lightning {lm:,.0f} img/s, plain loop {pm:,.0f} img/s, ratio {lm / pm:.2f}")
+    return rates
+
+
+def _fit(dm):
+    dm.setup("fit")
+    return dm
+
+
+# 4 ---------------------------------------------------------------------------------------------------------
+def bench_eval(cache: str) -> None:
+    for arch in ARCHS:
+        cfg = config(f"arch={arch}", cache=cache)
+        dm = build_datamodule(cfg, augment=False)
+        dm.prepare_data()
+        model = build_classifier(cfg, build_backbone(cfg, arch), dm.test_set_names)
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        dm.setup("test")
+        n = len(dm.test_set)
+        t = time.perf_counter()
+        trainer.test(model, datamodule=dm, verbose=False)
+        emit(f"evaluate {arch}: {n / (time.perf_counter() - t):,.0f} img/s over the whole catalog ({n:,} images)")
+
+
+# 5 ---------------------------------------------------------------------------------------------------------
+def timed(cmd: list[str], cache: str) -> tuple[float, float]:
+    """Wall seconds and peak resident MiB of a command and its children, via GNU time."""
+    env = {**os.environ, "SHAPESHIFT_CACHE": cache}
+    t = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1)) / 1024
+    return wall, rss
+
+
+SWEEP = ["-m", "arch=cnn,maxpool,gap,resnet18,resnet18_aa", "aug=none,basic", "logger=none"]
+
+
+def bench_e2e(cache: str) -> float:
+    wall, rss = timed([sys.executable, "-m", "shapeshift.train", "logger=none"], cache)
+    emit(f"end to end default run: {wall:,.0f} s wall, {rss:,.0f} MiB peak RSS")
+    sweep_dir = tempfile.mkdtemp(prefix="bench-sweep-")
+    wall, rss = timed([sys.executable, "-m", "shapeshift.train", *SWEEP, f"hydra.sweep.dir={sweep_dir}"], cache)
+    emit(f"end to end seed sweep (5 archs x none,basic, 1 seed): {wall:,.0f} s wall ({wall / 60:.1f} min), "
+         f"{rss:,.0f} MiB peak RSS")
+    per_run = [json.loads(p.read_text()) for p in Path(sweep_dir).glob("*/metrics.json")]
+    for m in sorted(per_run, key=lambda m: (m["arch"], m["aug"])):
+        emit(f"  {m['arch']}/{m['aug']}: fit {m['time/fit_s']:.0f} s, test {m['time/test_s']:.0f} s, "
+             f"iid {m['test/iid/acc']:.3f}")
+    return wall
+
+
+# FLOP floor ------------------------------------------------------------------------------------------------
+def matmul_gflops() -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+
+    def run():
+        for _ in range(10):
+            a @ b
+
+    return median_rate(run, 10 * 2 * 2048**3, repeats=5) / 1e9
+
+
+def sweep_flops(cache: str) -> float:
+    total = 0.0
+    for arch in ARCHS:
+        cfg = config(f"arch={arch}", cache=cache)
+        model = build_backbone(cfg, arch)
+        x = torch.randn(cfg.data.batch_size, 3, cfg.data.image_size, cfg.data.image_size)
+        with FlopCounterMode(display=False) as fc:
+            model(x).sum().backward()
+        train_per_img = fc.get_total_flops() / len(x)
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            model.eval()(x)
+        eval_per_img = fc.get_total_flops() / len(x)
+        dm = build_datamodule(cfg, augment=False)
+        n_eval = sum(len(dm.arrays(n)[1]) for n in dm.test_set_names) + 2 * len(dm.arrays("iid")[1])
+        epochs = cfg.trainer.max_epochs
+        per_run = (epochs * 2 * cfg.data.n_train_per_class * train_per_img
+                   + epochs * 2 * cfg.data.n_val_per_class * eval_per_img + n_eval * eval_per_img)
+        emit(f"flops {arch}: {train_per_img / 1e9:.3f} GFLOP/img train step, {eval_per_img / 1e9:.3f} eval; "
+             f"{per_run / 1e12:.2f} TFLOP per run")
+        total += 2 * per_run  # none and basic
+    return total
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+        cpu = name
+    except (OSError, StopIteration):
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only (no GPU)"
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"lightning {L.__version__}, {device}, python {platform.python_version()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--e2e", action="store_true", help="also time the default run and the seed sweep")
+    parser.add_argument("--only", choices=["render", "input", "step", "eval", "e2e", "cache", "floor"])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
+    parser.add_argument("--no-ftz", action="store_true", help="keep denormal floats (the state before the fix)")
+    args = parser.parse_args()
+    silence_known_noise()
+    emit(f"machine: {machine()}, denormals {'kept' if args.no_ftz else 'flushed to zero'}")
+    cache = tempfile.mkdtemp(prefix="bench-cache-")
+    wanted = lambda name: args.only in (None, name)  # noqa: E731
+
+    if wanted("cache"):
+        dm = build_datamodule(config(cache=cache), augment=False)
+        t = time.perf_counter()
+        dm.prepare_data()
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        build_datamodule(config(cache=cache), augment=False).prepare_data()
+        emit(f"cache: first run renders every set in {first:.1f} s; second run {time.perf_counter() - t:.2f} s "
+             "(reads, renders nothing)")
+    if wanted("render"):
+        bench_render(cache)
+    if wanted("input"):
+        bench_input(cache)
+    rates = bench_step(cache) if wanted("step") else {}
+    if rates and wanted("input"):
+        emit(f"fastest architecture consumes {max(rates.values()):,.0f} img/s")
+    if wanted("eval"):
+        bench_eval(cache)
+    wall = bench_e2e(cache) if args.e2e or args.only == "e2e" else None
+    if wanted("floor") or wall:
+        gflops = matmul_gflops()
+        emit(f"fp32 matmul (2048x2048): {gflops:,.0f} GFLOPS")
+        floor = sweep_flops(cache) / (gflops * 1e9)
+        emit(f"seed sweep compute floor: {floor:,.0f} s ({floor / 60:.1f} min)")
+        if wall:
+            emit(f"seed sweep wall / floor: {wall / floor:.2f}")
+
+    out = Path(args.out)
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    block = "\n".join(f"- {line}" for line in LINES)
+    header = "" if out.exists() else "# Benchmark results\n\nAppended by `python -m benchmarks.bench`; newest last.\n"
+    with out.open("a") as f:
+        f.write(f"{header}\n## {stamp} `{' '.join(sys.argv[1:]) or '(default)'}`\n\n{block}\n")
+    print(f"appended to {out}")
+
+
+if __name__ == "__main__":
+    main()

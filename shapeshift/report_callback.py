@@ -1,0 +1,28 @@
+"""A Hydra callback: every multirun that finishes ends with its report (report.md, results.csv, plots)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("shapeshift")
+
+
+class ReportAfterSweep(Callback):
+    def __init__(self, enabled: bool = True, plots: bool = True):
+        self.enabled, self.plots = enabled, plots
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        from shapeshift import report
+
+        args = [str(config.hydra.sweep.dir)] + ([] if self.plots else ["--no-plots"])
+        try:
+            report.main(args)
+        except Exception as err:  # noqa: BLE001 - a report problem must not fail a finished sweep
+            log.warning("the sweep finished but its report failed (%s); run: python -m shapeshift.report %s",
+                        err, config.hydra.sweep.dir)
