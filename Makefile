@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint train sweep preview clean
+.PHONY: help install test test-full lint train sweep preview bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ sweep: install ## The user's sweep: 4 architectures x 2 augmentations (add ARGS=
 
 preview: install ## Draw the o.o.d. catalog into outputs/preview.png
 	$(BIN)/python -m shapeshift.preview $(ARGS)
+
+bench: install ## Benchmarks (render, input path, step, evaluation, FLOP floor) -> benchmarks/results.md
+	$(BIN)/python -m benchmarks.bench $(ARGS)
 
 clean: ## Remove run outputs (keeps the render cache in ~/.cache/shapeshift)
 	rm -rf outputs/runs outputs/sweeps

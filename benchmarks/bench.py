@@ -215,10 +215,10 @@ def timed(cmd: list[str], cache: str) -> tuple[float, float]:
 SWEEP = ["-m", "arch=cnn,maxpool,gap,resnet18,resnet18_aa", "aug=none,basic", "logger=none"]
 
 
-def bench_e2e(cache: str) -> float:
+def bench_e2e(cache: str, sweep_dir: str | None = None) -> float:
     wall, rss = timed([sys.executable, "-m", "shapeshift.train", "logger=none"], cache)
     emit(f"end to end default run: {wall:,.0f} s wall, {rss:,.0f} MiB peak RSS")
-    sweep_dir = tempfile.mkdtemp(prefix="bench-sweep-")
+    sweep_dir = sweep_dir or tempfile.mkdtemp(prefix="bench-sweep-")
     wall, rss = timed([sys.executable, "-m", "shapeshift.train", *SWEEP, f"hydra.sweep.dir={sweep_dir}"], cache)
     emit(f"end to end seed sweep (5 archs x none,basic, 1 seed): {wall:,.0f} s wall ({wall / 60:.1f} min), "
          f"{rss:,.0f} MiB peak RSS")
@@ -282,6 +282,7 @@ def main() -> None:
     parser.add_argument("--e2e", action="store_true", help="also time the default run and the seed sweep")
     parser.add_argument("--only", choices=["render", "input", "step", "eval", "e2e", "cache", "floor"])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
+    parser.add_argument("--sweep-dir", help="keep the timed sweep's runs here (default: a temporary folder)")
     parser.add_argument("--no-ftz", action="store_true", help="keep denormal floats (the state before the fix)")
     args = parser.parse_args()
     silence_known_noise()
@@ -307,7 +308,7 @@ def main() -> None:
         emit(f"fastest architecture consumes {max(rates.values()):,.0f} img/s")
     if wanted("eval"):
         bench_eval(cache)
-    wall = bench_e2e(cache) if args.e2e or args.only == "e2e" else None
+    wall = bench_e2e(cache, args.sweep_dir) if args.e2e or args.only == "e2e" else None
     if wanted("floor") or wall:
         gflops = matmul_gflops()
         emit(f"fp32 matmul (2048x2048): {gflops:,.0f} GFLOPS")

@@ -55,3 +55,15 @@ def test_unknown_launcher_names_the_choices(cache_dir, tmp_path):
     proc = shapeshift(["-m", "hydra/launcher=mpi", "debug=smoke", f"hydra.sweep.dir={tmp_path}"], cache_dir)
     assert proc.returncode != 0
     assert "hydra/launcher/mpi" in proc.stderr and "joblib" in proc.stderr and "slurm" in proc.stderr
+
+
+@pytest.mark.slow
+def test_ddp_preset_trains_on_two_cpu_processes_and_tests_on_one(cache_dir, tmp_path):
+    """`trainer=ddp` (ddp_spawn) under Hydra: no re-launch of the command, one run dir, all images counted."""
+    proc = shapeshift(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
+                       "trainer.deterministic=true", "debug=smoke", "logger=none", "data.num_workers=0",
+                       f"hydra.run.dir={tmp_path}"], cache_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0 <= metrics["test/iid/acc"] <= 1
+    assert [p.name for p in tmp_path.parent.iterdir() if p.name.startswith(tmp_path.name)] == [tmp_path.name]

@@ -110,8 +110,9 @@ class ShapesDataModule(L.LightningDataModule):
 
     def _render_split(self, split: str) -> dict[str, np.ndarray]:
         def build():
-            images, _ = render(self._params(split), self.image_size)
-            return {"images": images, "labels": self._params(split).label}
+            params = self._params(split)
+            images, _ = render(params, self.image_size)
+            return {"images": images, "labels": params.label}
 
         return cached(self.cache_dir, split, self._split_spec(split), build)
 
