@@ -112,7 +112,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
             raise Interrupted(f"training of {out} was interrupted; run the same command again to resume")
         t_fit = time.perf_counter()
         metrics = test_metrics(evaluation_trainer(trainer, cfg), model, datamodule,
-                               "best" if checkpoint.best_model_path else None)
+                               checkpoint.best_model_path or None)
         t_test = time.perf_counter()
         if checkpoint.best_model_score is not None:
             metrics["val/acc"] = float(checkpoint.best_model_score)
