@@ -50,6 +50,9 @@ def build_logger(cfg: DictConfig, run_name: str, group: str | None, tags: list[s
         os.makedirs(cfg.logger.save_dir, exist_ok=True)
         logger = instantiate(cfg.logger, name=run_name, group=group, tags=tags,
                              mode=cfg.logger.get("mode") or wandb_mode())
+        # Lightning always passes `anonymous` (None), which wandb >= 0.19 answers with a deprecation warning
+        # on every run; the key has no effect, so drop it before the run starts.
+        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
     else:
         logger = instantiate(cfg.logger)
     logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
