@@ -18,13 +18,10 @@ from pathlib import Path
 
 import albumentations as A
 import cv2
-import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from shapeshift.config import ConfigError
-from shapeshift.data.datamodule import AugmentedDataset, EpochShuffle
+from shapeshift.data.base import ArrayDataModule
 
 IID = "iid"
 NATIVE_SIZE = 28
@@ -103,7 +100,7 @@ def load_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.int64)
 
 
-class MnistDataModule(L.LightningDataModule):
+class MnistDataModule(ArrayDataModule):
     """MNIST from IDX files: train/val split carved from the training file by `seed`, the t10k test set.
 
     `n_train_per_class`, `n_val_per_class` and `n_test_per_class` are upper bounds per digit: validation
@@ -202,42 +199,3 @@ class MnistDataModule(L.LightningDataModule):
         # Fails here, with one line, on a missing folder, missing files or a broken file.
         for name in ["train", *self.test_set_names]:
             self._load(name)
-
-    def setup(self, stage: str | None = None) -> None:
-        if stage in ("fit", None):
-            self.train_set = self._dataset("train", self.train_transform)
-            self.val_set = self._dataset("val")
-        if stage in ("test", None):
-            self.test_set = self.evaluation_dataset(self.test_set_names)
-
-    def _dataset(self, name: str, transform: A.Compose | None = None) -> Dataset:
-        images, labels = self.arrays(name)
-        if transform is not None:
-            return AugmentedDataset(images, labels, transform)
-        return TensorDataset(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels))
-
-    def evaluation_dataset(self, names: list[str]) -> TensorDataset:
-        """All evaluation sets in one dataset of (image, label, set index)."""
-        parts = [self.arrays(n) for n in names]
-        images = torch.from_numpy(np.concatenate([p[0] for p in parts])).permute(0, 3, 1, 2).contiguous()
-        labels = torch.from_numpy(np.concatenate([p[1] for p in parts]))
-        index = torch.from_numpy(np.concatenate([np.full(len(p[1]), i, np.int64) for i, p in enumerate(parts)]))
-        return TensorDataset(images, labels, index)
-
-    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, EpochShuffle(self.train_set, self.train_seed))
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        # uint8 travels to the device; scale to [-1, 1] there, once per batch (as ShapesDataModule).
-        x, *rest = batch
-        return [x.float().div_(127.5).sub_(1.0), *rest]

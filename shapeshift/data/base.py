@@ -1,0 +1,109 @@
+"""What every data module here shares: uint8 arrays in, seeded shuffling and augmentation, one evaluation
+dataset of (image, label, set index), and scaling to [-1, 1] on the device.
+
+A subclass provides `arrays(name)` for `train`, `val` and each name in `test_set_names`, and sets
+`train_transform`, `train_seed`, `batch_size`, `eval_batch_size` and `num_workers`.
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+
+
+def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
+
+
+class AugmentedDataset(Dataset):
+    """Per-sample Albumentations on uint8 HWC arrays; yields uint8 CHW tensors."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose):
+        self.images, self.labels, self.transform = images, labels.astype(np.int64), transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        img = self.transform(image=self.images[i])["image"]
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.labels[i])
+
+
+class EpochShuffle(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), and re-seeds the dataset's augmentation likewise.
+
+    Lightning calls `set_epoch` before every epoch, resumed runs included, so a run restarted from its
+    last checkpoint sees exactly the batches and augmentations an uninterrupted run would have seen.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        if isinstance(self.dataset, AugmentedDataset):
+            self.dataset.transform.set_random_seed(self.seed * 100_003 + self.epoch)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
+
+
+class ArrayDataModule(L.LightningDataModule):
+    train_transform: A.Compose | None = None
+    train_seed: int = 0
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    num_workers: int = 0
+
+    @property
+    def test_set_names(self) -> list[str]:
+        raise NotImplementedError
+
+    def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            self.train_set = self._dataset("train", self.train_transform)
+            self.val_set = self._dataset("val")
+        if stage in ("test", None):
+            self.test_set = self.evaluation_dataset(self.test_set_names)
+
+    def _dataset(self, name: str, transform: A.Compose | None = None) -> Dataset:
+        images, labels = self.arrays(name)
+        if transform is not None:
+            return AugmentedDataset(images, labels, transform)
+        return TensorDataset(*_to_tensors(images, labels))
+
+    def evaluation_dataset(self, names: list[str]) -> TensorDataset:
+        """All evaluation sets in one dataset of (image, label, set index): one pass, full batches."""
+        parts = [self.arrays(n) for n in names]
+        images = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        index = np.concatenate([np.full(len(p[1]), i, np.int64) for i, p in enumerate(parts)])
+        return TensorDataset(*_to_tensors(images, labels), torch.from_numpy(index))
+
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, EpochShuffle(self.train_set, self.train_seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # uint8 travels to the device (4x less to copy); scale to [-1, 1] there, once per batch.
+        x, *rest = batch
+        return [x.float().div_(127.5).sub_(1.0), *rest]
