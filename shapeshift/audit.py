@@ -27,6 +27,7 @@ from omegaconf import DictConfig  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 from shapeshift.config import ConfigError, register_schemas  # noqa: E402
+from shapeshift.data.base import model_input  # noqa: E402
 from shapeshift.data.render import CLASSES  # noqa: E402
 from shapeshift.evaluate import load_model, load_run_config  # noqa: E402
 from shapeshift.loggers import silence_known_noise  # noqa: E402
@@ -68,7 +69,7 @@ def read_image(path: Path, size: int) -> np.ndarray:
 def confidences(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     probs = []
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+        x = model_input(images[i : i + batch])
         probs.append(model(x).softmax(1))
     p = torch.cat(probs) if probs else torch.empty(0, 2)
     return p.argmax(1).numpy(), p.amax(1).numpy()

@@ -6,6 +6,7 @@ import re
 
 import torch
 
+from shapeshift.data.base import model_input
 from shapeshift.data.render import CLASSES
 
 _SEVERITY = re.compile(r"^test/(?P<family>.+)/s(?P<k>\d+)/acc$")
@@ -34,7 +35,7 @@ def log_catalog(run, metrics: dict, datamodule, model, examples: int = 4) -> Non
     classes = getattr(datamodule, "class_names", CLASSES)  # data=mnist: the digits
     for name in datamodule.test_set_names:
         images, labels = datamodule.arrays(name)
-        x = torch.from_numpy(images[:examples]).permute(0, 3, 1, 2).to(device).float().div(127.5).sub(1.0)
+        x = model_input(images[:examples]).to(device)
         pred = model(x).argmax(1).tolist()
         media[f"examples/{name}"] = [
             wandb.Image(images[i], caption=f"true {classes[labels[i]]}, predicted {classes[pred[i]]}")

@@ -18,6 +18,16 @@ def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
 
 
+def scale_uint8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to the float range every model here is trained on, [-1, 1]."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def model_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC arrays (as the data modules hold them) to a model's float NCHW input."""
+    return scale_uint8(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
+
+
 class AugmentedDataset(Dataset):
     """Per-sample Albumentations on uint8 HWC arrays; yields uint8 CHW tensors."""
 
@@ -106,4 +116,4 @@ class ArrayDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # uint8 travels to the device (4x less to copy); scale to [-1, 1] there, once per batch.
         x, *rest = batch
-        return [x.float().div_(127.5).sub_(1.0), *rest]
+        return [scale_uint8(x), *rest]
