@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -38,7 +38,13 @@ class DataConfig:
 @dataclass
 class AugConfig:
     name: str = MISSING
+    magnitude: float = 1.0  # scales a preset's ranges through ${times:...} and ${sym:...}: the strength sweep
     transforms: list[Any] = field(default_factory=list)
+
+
+# Resolvers the aug presets use so one knob (`aug.magnitude=0.5,1,2`) sweeps the augmentation strength.
+OmegaConf.register_new_resolver("times", lambda value, factor: value * factor, replace=True)
+OmegaConf.register_new_resolver("sym", lambda value, factor: [-value * factor, value * factor], replace=True)
 
 
 @dataclass
@@ -159,6 +165,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key} must be a positive integer, got {value}")
     if cfg.data.num_workers < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {cfg.data.num_workers}")
+    if cfg.aug.magnitude < 0:
+        raise ConfigError(f"aug.magnitude must be >= 0 (1 = the preset as written), got {cfg.aug.magnitude}")
     if cfg.data._target_.endswith("ShapesDataModule") and cfg.data.channels != 3:
         raise ConfigError(f"data.channels must be 3 for the RGB star/moon data, got {cfg.data.channels}")
     for key in ("n_per_class", "mix_n_per_class"):

@@ -191,6 +191,9 @@ def read_run(path: Path) -> Run:
     aug_cfg = _mapping(config.get("aug"))
     run.arch = choices.get("arch") or _override(overrides, "arch")
     run.aug = aug_cfg.get("name") or choices.get("aug") or _override(overrides, "aug")
+    magnitude = aug_cfg.get("magnitude", 1)
+    if run.aug and _number(magnitude) and magnitude != 1:
+        run.aug = f"{run.aug}-x{magnitude:g}"  # as shapeshift.train.aug_label, without importing torch
     seed = config.get("seed", _override(overrides, "seed"))
     run.seed = int(seed) if isinstance(seed, (int, str)) and str(seed).lstrip("-").isdigit() else None
     run.data = choices.get("data") or _override(overrides, "data")

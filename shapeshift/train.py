@@ -45,6 +45,11 @@ class Interrupted(RuntimeError):
     """Training stopped before the end (Ctrl-C, a signal): nothing is presented as a result."""
 
 
+def aug_label(name: str, magnitude: float) -> str:
+    """`basic`, or `basic-x2` when `aug.magnitude` is not 1: a strength sweep's runs stay apart in reports."""
+    return name if magnitude == 1 else f"{name}-x{magnitude:g}"
+
+
 def run_identity(cfg: DictConfig) -> dict:
     """Arch and aug as the user chose them (the config group option names), and the sweep they belong to."""
     arch = cfg.arch._target_.rsplit(".", 1)[-1].lower()
@@ -55,7 +60,7 @@ def run_identity(cfg: DictConfig) -> dict:
         if hc.mode == RunMode.MULTIRUN:
             sweep = Path(hc.sweep.dir)
             group = f"{sweep.parent.name}_{sweep.name}"
-    return {"arch": arch, "aug": cfg.aug.name, "seed": int(cfg.seed), "group": group}
+    return {"arch": arch, "aug": aug_label(cfg.aug.name, cfg.aug.magnitude), "seed": int(cfg.seed), "group": group}
 
 
 def torch_threads(cfg: DictConfig) -> int | None:

@@ -51,3 +51,26 @@ def test_non_positive_sizes_are_refused(override, cfg_factory):
     cfg = cfg_factory(override)
     with pytest.raises(ConfigError, match=override.split("=")[0]):
         validate(cfg)
+
+
+@pytest.mark.parametrize("aug", ["basic", "strong"])
+def test_aug_magnitude_scales_the_preset_ranges(aug, cfg_factory):
+    from shapeshift.data.augment import build_augmentation
+    from shapeshift.train import aug_label
+
+    def affine(magnitude):
+        cfg = cfg_factory(f"aug={aug}", f"aug.magnitude={magnitude}")
+        validate(cfg)
+        pipeline = build_augmentation(cfg.aug.transforms, seed=0)
+        return next(t for t in pipeline.transforms if type(t).__name__ == "Affine"), aug_label(aug, magnitude)
+
+    (one, label1), (two, label2), (zero, _) = affine(1), affine(2), affine(0)
+    assert two.rotate == (2 * one.rotate[0], 2 * one.rotate[1]) and one.rotate[1] in (20, 45)
+    assert two.shear["x"] == (2 * one.shear["x"][0], 2 * one.shear["x"][1])
+    assert zero.rotate == (0, 0) and zero.translate_percent["x"] == (0, 0)
+    assert (label1, label2) == (aug, f"{aug}-x2")  # the study's runs keep their names; a sweep's stay apart
+
+
+def test_negative_aug_magnitude_is_refused(cfg_factory):
+    with pytest.raises(ConfigError, match="aug.magnitude"):
+        validate(cfg_factory("aug=basic", "aug.magnitude=-1"))
