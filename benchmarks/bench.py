@@ -3,6 +3,7 @@
     python -m benchmarks.bench                 # sections 1-4 and 6 (a few minutes on 2 cores)
     python -m benchmarks.bench --e2e           # adds 5: the default run and the seed sweep (about half an hour)
     python -m benchmarks.bench --only step     # one section: render, input, step, eval, e2e, cache
+    python -m benchmarks.bench --trainer cpu_bf16 --only step   # the same figures under another trainer preset
 
 Throughputs are medians of repeated timings; the Lightning and plain-PyTorch loops are measured in the
 same process, interleaved, on the same model, data and batch.
@@ -46,6 +47,7 @@ from shapeshift.pipeline import build_backbone, build_classifier, build_datamodu
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"]
 LINES: list[str] = []
+TRAINER = "default"  # the trainer preset every figure is taken under (`--trainer`)
 
 
 def emit(line: str) -> None:
@@ -57,7 +59,7 @@ def config(*overrides: str, cache: str):
     GlobalHydra.instance().clear()
     register_schemas()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["logger=none", *overrides])
+        cfg = compose("train", overrides=["logger=none", f"trainer={TRAINER}", *overrides])
     with open_dict(cfg):
         cfg.output_dir = tempfile.mkdtemp(prefix="bench-run-")
         cfg.data.cache_dir = cache
@@ -119,7 +121,12 @@ class StepTimer(Callback):
             self.end = time.perf_counter()
 
 
-def plain_loop(model, dm, steps: int, warmup: int) -> float:
+def autocast(precision: str):
+    """What Lightning's `precision` does to the forward pass, for the plain loop."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=str(precision).startswith("bf16"))
+
+
+def plain_loop(model, dm, steps: int, warmup: int, precision: str = "32-true") -> float:
     optimizer = model.configure_optimizers()
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
@@ -133,7 +140,8 @@ def plain_loop(model, dm, steps: int, warmup: int) -> float:
             it = iter(dm.train_dataloader())
             batch = next(it)
         x, y = dm.on_after_batch_transfer(batch, 0)
-        loss = loss_fn(model(x), y)
+        with autocast(precision):
+            loss = loss_fn(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -145,6 +153,7 @@ def plain_loop(model, dm, steps: int, warmup: int) -> float:
 def lightning_loop(cfg, model, dm, steps: int, warmup: int) -> float:
     timer = StepTimer(warmup)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps + warmup, limit_val_batches=0,
+                        precision=cfg.trainer.precision,
                         logger=False, enable_checkpointing=False, enable_progress_bar=True,
                         enable_model_summary=False, deterministic=cfg.trainer.deterministic,
                         num_sanity_val_steps=0, log_every_n_steps=cfg.trainer.log_every_n_steps,
@@ -167,7 +176,8 @@ def bench_step(cache: str) -> dict[str, float]:
         light, plain = [], []
         for _ in range(3):  # interleaved: machine noise hits both sides alike
             torch.manual_seed(0)
-            plain.append(plain_loop(build_classifier(cfg, build_backbone(cfg, arch), ["iid"]), _fit(dm), steps, warmup))
+            model = build_classifier(cfg, build_backbone(cfg, arch), ["iid"])
+            plain.append(plain_loop(model, _fit(dm), steps, warmup, cfg.trainer.precision))
             torch.manual_seed(0)
             model = build_classifier(cfg, build_backbone(cfg, arch), ["iid"])
             timer_rate = lightning_loop(cfg, model, dm, steps, warmup)
@@ -191,7 +201,8 @@ def bench_eval(cache: str) -> None:
         dm.prepare_data()
         model = build_classifier(cfg, build_backbone(cfg, arch), dm.test_set_names)
         trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False)
+                            precision=cfg.trainer.precision, enable_progress_bar=False,
+                            enable_model_summary=False)
         dm.setup("test")
         n = len(dm.test_set)
         t = time.perf_counter()
@@ -216,10 +227,11 @@ SWEEP = ["-m", "arch=cnn,maxpool,gap,resnet18,resnet18_aa", "aug=none,basic", "l
 
 
 def bench_e2e(cache: str, sweep_dir: str | None = None) -> float:
-    wall, rss = timed([sys.executable, "-m", "shapeshift.train", "logger=none"], cache)
+    wall, rss = timed([sys.executable, "-m", "shapeshift.train", "logger=none", f"trainer={TRAINER}"], cache)
     emit(f"end to end default run: {wall:,.0f} s wall, {rss:,.0f} MiB peak RSS")
     sweep_dir = sweep_dir or tempfile.mkdtemp(prefix="bench-sweep-")
-    wall, rss = timed([sys.executable, "-m", "shapeshift.train", *SWEEP, f"hydra.sweep.dir={sweep_dir}"], cache)
+    wall, rss = timed([sys.executable, "-m", "shapeshift.train", *SWEEP, f"trainer={TRAINER}",
+                       f"hydra.sweep.dir={sweep_dir}"], cache)
     emit(f"end to end seed sweep (5 archs x none,basic, 1 seed): {wall:,.0f} s wall ({wall / 60:.1f} min), "
          f"{rss:,.0f} MiB peak RSS")
     per_run = [json.loads(p.read_text()) for p in Path(sweep_dir).glob("*/metrics.json")]
@@ -230,8 +242,8 @@ def bench_e2e(cache: str, sweep_dir: str | None = None) -> float:
 
 
 # FLOP floor ------------------------------------------------------------------------------------------------
-def matmul_gflops() -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def matmul_gflops(dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     a @ b
 
     def run():
@@ -284,9 +296,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
     parser.add_argument("--sweep-dir", help="keep the timed sweep's runs here (default: a temporary folder)")
     parser.add_argument("--no-ftz", action="store_true", help="keep denormal floats (the state before the fix)")
+    parser.add_argument("--trainer", default="default", help="trainer preset (conf/trainer/) for every figure")
     args = parser.parse_args()
+    global TRAINER
+    TRAINER = args.trainer
     silence_known_noise()
-    emit(f"machine: {machine()}, denormals {'kept' if args.no_ftz else 'flushed to zero'}")
+    emit(f"machine: {machine()}, denormals {'kept' if args.no_ftz else 'flushed to zero'}, trainer={TRAINER}")
     cache = tempfile.mkdtemp(prefix="bench-cache-")
     wanted = lambda name: args.only in (None, name)  # noqa: E731
 
@@ -310,12 +325,17 @@ def main() -> None:
         bench_eval(cache)
     wall = bench_e2e(cache, args.sweep_dir) if args.e2e or args.only == "e2e" else None
     if wanted("floor") or wall:
-        gflops = matmul_gflops()
-        emit(f"fp32 matmul (2048x2048): {gflops:,.0f} GFLOPS")
-        floor = sweep_flops(cache) / (gflops * 1e9)
-        emit(f"seed sweep compute floor: {floor:,.0f} s ({floor / 60:.1f} min)")
-        if wall:
-            emit(f"seed sweep wall / floor: {wall / floor:.2f}")
+        gflops = {name: matmul_gflops(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+        emit(f"matmul (2048x2048): fp32 {gflops['fp32']:,.0f} GFLOPS, bf16 {gflops['bf16']:,.0f} GFLOPS")
+        # The issue's floor is at fp32 matmul speed; a bf16-mixed run also gets the floor at bf16 speed,
+        # which its convolutions could reach at best.
+        dtypes = ["fp32", "bf16"] if str(config(cache=cache).trainer.precision).startswith("bf16") else ["fp32"]
+        flops = sweep_flops(cache)
+        for dtype in dtypes:
+            floor = flops / (gflops[dtype] * 1e9)
+            emit(f"seed sweep compute floor at {dtype} matmul speed: {floor:,.0f} s ({floor / 60:.1f} min)")
+            if wall:
+                emit(f"seed sweep wall / {dtype} floor: {wall / floor:.2f}")
 
     out = Path(args.out)
     stamp = time.strftime("%Y-%m-%d %H:%M")

@@ -20,9 +20,11 @@ def test_train_writes_metrics_json_and_a_checkpoint(cfg_factory, tmp_path):
     assert (tmp_path / "run" / "csv" / "metrics.csv").is_file()
 
 
-def test_the_strided_cnn_learns_the_shortcut(cfg_factory):
-    """The study's first finding in miniature: perfect on i.i.d. data, lost in the opposite quadrants."""
-    cfg = cfg_factory(*SMALL, "arch=cnn", "data.image_size=32", "data.n_train_per_class=300",
+@pytest.mark.parametrize("trainer", ["default", "cpu_bf16"])
+def test_the_strided_cnn_learns_the_shortcut(trainer, cfg_factory):
+    """The study's first finding in miniature: perfect on i.i.d. data, lost in the opposite quadrants.
+    The bf16 autocast preset must learn it as fp32 does."""
+    cfg = cfg_factory(*SMALL, "arch=cnn", f"trainer={trainer}", "data.image_size=32", "data.n_train_per_class=300",
                       "data.n_val_per_class=50", "data.n_test_per_class=100", "shift.n_per_class=100",
                       "trainer.max_epochs=4", "trainer.limit_train_batches=null")
     metrics = train(cfg)
