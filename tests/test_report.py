@@ -213,3 +213,17 @@ def test_runs_without_an_ood_catalog(tmp_path):
     assert "| maxpool | none | 2 | 0.980 ± " in text and "consistency" in text
     with (root / "results.csv").open() as f:
         assert {r["data"] for r in csv.DictReader(f)} == {"mnist"}
+
+
+def test_a_strength_sweep_stays_apart_from_its_preset(tmp_path):
+    """`aug.magnitude` runs: named basic-x2 from metrics.json, and from the Hydra config when unfinished."""
+    root = tmp_path / "strength"
+    make_run(root, "0_arch=cnn,aug=basic", "cnn", "basic", 0, metrics_for("cnn", "basic", 0, 0.9))
+    make_run(root, "1_arch=cnn,aug=basic,aug.magnitude=2", "cnn", "basic", 0, metrics_for("cnn", "basic-x2", 0, 0.8))
+    unfinished = make_run(root, "2_arch=cnn,aug=basic,aug.magnitude=0.5", "cnn", "basic", 0, None)
+    config = yaml.safe_load((unfinished / ".hydra" / "config.yaml").read_text())
+    config["aug"]["magnitude"] = 0.5
+    (unfinished / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    result = rp.report([root], plots=False)
+    assert sorted((g.aug, g.n) for g in result["groups"]) == [("basic", 1), ("basic-x2", 1)]
+    assert sorted(r.aug for r in result["runs"]) == ["basic", "basic-x0.5", "basic-x2"]
