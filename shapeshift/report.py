@@ -8,6 +8,11 @@ starts in a moment and runs anywhere the folders were copied to. A run directory
 holds a `.hydra` folder or a `metrics.json`; a run without `metrics.json` is listed as unfinished (with the
 first line of its error file, if it left one), never an error. Runs are grouped by arch x aug; each group
 shows the mean over seeds and a 95% Student-t interval.
+
+    python -m shapeshift.report <dirs> --min-iid 0.97    # like with like: leave out runs that did not learn
+
+With `--min-iid`, a finished run below that i.i.d. test accuracy is left out of every table and plot (its
+o.o.d. numbers say nothing about robustness) and listed with its accuracy; `results.csv` keeps every run.
 """
 
 from __future__ import annotations
@@ -106,11 +111,16 @@ class Run:
     data: str | None = None
     metrics: dict | None = None  # None: no (readable) metrics.json, the run did not finish
     problem: str | None = None  # why it has no metrics: an error file's first line, or what is missing
+    left_out: str | None = None  # finished, but below --min-iid: why it is not compared
     families: list[str] = field(default_factory=list)  # catalog order from the run's config
 
     @property
     def finished(self) -> bool:
         return self.metrics is not None
+
+    @property
+    def compared(self) -> bool:
+        return self.finished and self.left_out is None
 
     @property
     def group(self) -> tuple[str, str]:
@@ -298,8 +308,8 @@ class Group:
 
 
 def summarize(runs: Sequence[Run]) -> list[Group]:
-    """Finished runs grouped by arch x aug, each metric's mean and 95% interval over the group's runs."""
-    finished = [r for r in runs if r.finished]
+    """Compared runs grouped by arch x aug, each metric's mean and 95% interval over the group's runs."""
+    finished = [r for r in runs if r.compared]
     keys = metric_keys(finished)
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in finished:
@@ -387,10 +397,11 @@ def _chunks(items: Sequence, most: int) -> list[Sequence]:
 
 
 def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
-    """One row per finished run: where it is, who it is, every numeric metric, the checkpoint."""
+    """One row per finished run: where it is, who it is, every numeric metric, the checkpoint, and why it
+    was left out of the comparison (empty when compared)."""
     finished = [r for r in runs if r.finished]
     keys = metric_keys(finished)
-    columns = ["run_dir", "arch", "aug", "seed", "data", "epochs", *keys, "checkpoint"]
+    columns = ["run_dir", "arch", "aug", "seed", "data", "epochs", *keys, "checkpoint", "left_out"]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
@@ -398,7 +409,7 @@ def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
             m = r.metrics
             writer.writerow([str(r.path), r.arch, r.aug, "" if r.seed is None else r.seed, r.data or "",
                              m.get("epochs", ""), *(m[k] if _number(m.get(k)) else "" for k in keys),
-                             m.get("checkpoint") or ""])
+                             m.get("checkpoint") or "", r.left_out or ""])
     return columns
 
 
@@ -407,7 +418,7 @@ def notes(runs: Sequence[Run]) -> list[str]:
     out = []
     seen: dict[tuple, list[Run]] = {}
     for r in runs:
-        if r.finished:
+        if r.compared:
             seen.setdefault((*r.group, r.seed), []).append(r)
     for (arch, aug, seed), members in seen.items():
         if len(members) > 1 and seed is not None:
@@ -415,7 +426,7 @@ def notes(runs: Sequence[Run]) -> list[str]:
             out.append(f"arch={arch} aug={aug} seed={seed} appears in {len(members)} runs (each counted): {where}")
     data: dict[tuple, set] = {}
     for r in runs:
-        if r.finished:
+        if r.compared:
             data.setdefault(r.group, set()).add(r.data or "?")
     for (arch, aug), names in data.items():
         if len(names) > 1:
@@ -472,6 +483,14 @@ def render_markdown(roots: Sequence[str], runs: Sequence[Run], groups: Sequence[
             lines.append(f"- {name}: not drawn ({why})")
         if skipped:
             lines.append("")
+    left_out = [r for r in runs if r.finished and not r.compared]
+    if left_out:
+        lines += [f"## Left out: did not learn the i.i.d. task ({len(left_out)})", "",
+                  "Finished, but below the i.i.d. accuracy the report was asked to require (`--min-iid`): "
+                  "not in any table or plot above; their rows are in the CSV.", "", markdown_table(
+                      ["run", "arch", "aug", "seed", "epochs", "why"],
+                      [[f"`{r.path}`", r.arch or "?", r.aug or "?", "?" if r.seed is None else str(r.seed),
+                        str(r.metrics.get("epochs", "?")), r.left_out] for r in left_out]), ""]
     if missing:
         lines += [f"## Runs without {METRICS_FILE} ({len(missing)})", "", markdown_table(
             ["run", "arch", "aug", "seed", "why"],
@@ -484,11 +503,24 @@ def render_markdown(roots: Sequence[str], runs: Sequence[Run], groups: Sequence[
     return "\n".join(lines)
 
 
+def leave_out_unlearned(runs: Sequence[Run], min_iid: float) -> None:
+    """Mark finished runs whose i.i.d. test accuracy is below `min_iid` (or missing) as not compared."""
+    for r in runs:
+        if r.finished:
+            iid = r.metrics.get("test/iid/acc")
+            if not _number(iid):
+                r.left_out = "no test/iid/acc"
+            elif iid < min_iid:
+                r.left_out = f"i.i.d. accuracy {iid:.3f} < {min_iid:g}"
+
+
 def report(roots: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None,
-           plots: bool = True) -> dict:
+           plots: bool = True, min_iid: float | None = None) -> dict:
     """Write report.md, results.csv and the plots into `out_dir` (default: the first root)."""
     roots = [str(r) for r in roots]
     runs = collect(roots)
+    if min_iid is not None:
+        leave_out_unlearned(runs, min_iid)
     groups = summarize(runs)
     out = Path(out_dir or roots[0])
     out.mkdir(parents=True, exist_ok=True)
@@ -511,9 +543,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", help="sweep or run folders, searched recursively")
     parser.add_argument("--out", help="write the report here instead of into the first folder")
     parser.add_argument("--no-plots", action="store_true", help="tables and CSV only")
+    parser.add_argument("--min-iid", type=float, metavar="ACC",
+                        help="leave out runs whose i.i.d. test accuracy is below ACC (e.g. 0.97): like with like")
     args = parser.parse_args(argv)
     try:
-        result = report(args.dirs, args.out, plots=not args.no_plots)
+        result = report(args.dirs, args.out, plots=not args.no_plots, min_iid=args.min_iid)
     except ReportError as err:
         print(f"shapeshift report: {err}", file=sys.stderr)
         return 1
@@ -526,6 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{len(runs)} runs, {len(runs) - len(missing)} finished, {len(missing)} without {METRICS_FILE}")
     for r in missing:
         print(f"  missing: {r.path}  ({r.problem})")
+    for r in runs:
+        if r.finished and not r.compared:
+            print(f"  left out: {r.path}  ({r.left_out})")
     written = [out / REPORT_FILE, out / CSV_FILE, *(out / name for name in result["plots"].values())]
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

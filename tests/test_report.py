@@ -227,3 +227,18 @@ def test_a_strength_sweep_stays_apart_from_its_preset(tmp_path):
     result = rp.report([root], plots=False)
     assert sorted((g.aug, g.n) for g in result["groups"]) == [("basic", 1), ("basic-x2", 1)]
     assert sorted(r.aug for r in result["runs"]) == ["basic", "basic-x0.5", "basic-x2"]
+
+
+def test_min_iid_leaves_out_runs_that_did_not_learn(sweep):
+    """Like with like: cnn seed 0 (i.i.d. 0.8) and gap (0.7) are below 0.85, so they leave the groups."""
+    result = rp.report([sweep], plots=False, min_iid=0.85)
+    groups = {(g.arch, g.aug): g for g in result["groups"]}
+    assert set(groups) == {("cnn", "none"), ("cnn", "basic")}
+    assert groups["cnn", "none"].seeds == [1, 2]
+    assert groups["cnn", "none"].stats["test/iid/acc"].mean == pytest.approx(0.95)
+    text = (sweep / "report.md").read_text()
+    assert "## Left out: did not learn the i.i.d. task (3)" in text and "i.i.d. accuracy 0.700 < 0.85" in text
+    with (sweep / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 7 and sum(bool(r["left_out"]) for r in rows) == 3  # the CSV keeps every run
+    assert rp.main([str(sweep), "--no-plots", "--min-iid", "0.85"]) == 0
