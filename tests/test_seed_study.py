@@ -67,3 +67,10 @@ def test_every_job_composes_and_validates():
         validate(cfg)
         arch, aug, seed = identity(job)
         assert (cfg.hydra.runtime.choices.arch, cfg.aug.name, cfg.seed) == (arch, aug, seed)
+
+
+def test_the_gap_strong_follow_up_trains_longer():
+    jobs = sweep_jobs(["experiment=seed_study_gap_strong"])
+    assert [identity(j) for j in jobs] == [("gap", "strong", s) for s in STUDY_SEEDS]
+    cfg = hydra_cfg(["experiment=seed_study_gap_strong", "arch=gap", "aug=strong"])
+    assert cfg.trainer.max_epochs == 20
