@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from shapeshift.results import METRICS_FILE
+from shapeshift.results import METRICS_FILE, aug_label
 
 REPORT_FILE = "report.md"
 CSV_FILE = "results.csv"
@@ -203,7 +203,7 @@ def read_run(path: Path) -> Run:
     run.aug = aug_cfg.get("name") or choices.get("aug") or _override(overrides, "aug")
     magnitude = aug_cfg.get("magnitude", 1)
     if run.aug and _number(magnitude) and magnitude != 1:
-        run.aug = f"{run.aug}-x{magnitude:g}"  # as shapeshift.train.aug_label, without importing torch
+        run.aug = aug_label(run.aug, magnitude)
     seed = config.get("seed", _override(overrides, "seed"))
     run.seed = int(seed) if isinstance(seed, (int, str)) and str(seed).lstrip("-").isdigit() else None
     run.data = choices.get("data") or _override(overrides, "data")

@@ -14,6 +14,11 @@ METRICS_FILE = "metrics.json"
 _SEVERITY = re.compile(r"^test/(?P<family>.+)/s(?P<severity>\d+)/(?P<metric>acc|ece|auroc)$")
 
 
+def aug_label(name: str, magnitude: float) -> str:
+    """`basic`, or `basic-x2` when `aug.magnitude` is not 1: a strength sweep's runs stay apart in reports."""
+    return name if magnitude == 1 else f"{name}-x{magnitude:g}"
+
+
 def aggregate(metrics: dict[str, float]) -> dict[str, float]:
     """Add family means, the o.o.d. mean over every family and severity, and the o.o.d./i.i.d. ratio."""
     per_family: dict[tuple[str, str], list[float]] = defaultdict(list)

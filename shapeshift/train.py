@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 from shapeshift.config import ConfigError, register_schemas, validate
 from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
 from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, test_metrics
-from shapeshift.results import METRICS_FILE, read_metrics, tidy, write_metrics
+from shapeshift.results import METRICS_FILE, aug_label, read_metrics, tidy, write_metrics
 from shapeshift.runtime import fast_cpu_math
 from shapeshift.wandb_catalog import log_catalog
 
@@ -43,11 +43,6 @@ ERROR_FILE = "error.txt"
 
 class Interrupted(RuntimeError):
     """Training stopped before the end (Ctrl-C, a signal): nothing is presented as a result."""
-
-
-def aug_label(name: str, magnitude: float) -> str:
-    """`basic`, or `basic-x2` when `aug.magnitude` is not 1: a strength sweep's runs stay apart in reports."""
-    return name if magnitude == 1 else f"{name}-x{magnitude:g}"
 
 
 def run_identity(cfg: DictConfig) -> dict:

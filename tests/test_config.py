@@ -56,7 +56,7 @@ def test_non_positive_sizes_are_refused(override, cfg_factory):
 @pytest.mark.parametrize("aug", ["basic", "strong"])
 def test_aug_magnitude_scales_the_preset_ranges(aug, cfg_factory):
     from shapeshift.data.augment import build_augmentation
-    from shapeshift.train import aug_label
+    from shapeshift.results import aug_label
 
     def affine(magnitude):
         cfg = cfg_factory(f"aug={aug}", f"aug.magnitude={magnitude}")
