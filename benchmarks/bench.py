@@ -121,9 +121,13 @@ class StepTimer(Callback):
             self.end = time.perf_counter()
 
 
+def is_bf16(precision) -> bool:
+    return str(precision).startswith("bf16")
+
+
 def autocast(precision: str):
     """What Lightning's `precision` does to the forward pass, for the plain loop."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=str(precision).startswith("bf16"))
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=is_bf16(precision))
 
 
 def plain_loop(model, dm, steps: int, warmup: int, precision: str = "32-true") -> float:
@@ -329,7 +333,7 @@ def main() -> None:
         emit(f"matmul (2048x2048): fp32 {gflops['fp32']:,.0f} GFLOPS, bf16 {gflops['bf16']:,.0f} GFLOPS")
         # The issue's floor is at fp32 matmul speed; a bf16-mixed run also gets the floor at bf16 speed,
         # which its convolutions could reach at best.
-        dtypes = ["fp32", "bf16"] if str(config(cache=cache).trainer.precision).startswith("bf16") else ["fp32"]
+        dtypes = ["fp32", "bf16"] if is_bf16(config(cache=cache).trainer.precision) else ["fp32"]
         flops = sweep_flops(cache)
         for dtype in dtypes:
             floor = flops / (gflops[dtype] * 1e9)

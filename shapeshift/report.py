@@ -483,7 +483,7 @@ def render_markdown(roots: Sequence[str], runs: Sequence[Run], groups: Sequence[
             lines.append(f"- {name}: not drawn ({why})")
         if skipped:
             lines.append("")
-    left_out = [r for r in runs if r.finished and not r.compared]
+    left_out = [r for r in runs if r.left_out]
     if left_out:
         lines += [f"## Left out: did not learn the i.i.d. task ({len(left_out)})", "",
                   "Finished, but below the i.i.d. accuracy the report was asked to require (`--min-iid`): "
@@ -561,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in missing:
         print(f"  missing: {r.path}  ({r.problem})")
     for r in runs:
-        if r.finished and not r.compared:
+        if r.left_out:
             print(f"  left out: {r.path}  ({r.left_out})")
     written = [out / REPORT_FILE, out / CSV_FILE, *(out / name for name in result["plots"].values())]
     print("wrote " + ", ".join(str(p) for p in written))
