@@ -9,6 +9,8 @@ from __future__ import annotations
 import antialiased_cnns
 from torch import nn
 
+from shapeshift.models.blurpool import use_cascade_blur
+
 
 class BasicBlock(nn.Module):
     expansion = 1
@@ -69,6 +71,7 @@ def antialiased_resnet18(num_classes: int, in_channels: int = 3, filter_size: in
     if not 1 <= filter_size <= 7:
         raise ValueError(f"antialiased filter_size must be in 1..7, got {filter_size}")
     model = antialiased_cnns.resnet18(pretrained=False, filter_size=filter_size, num_classes=num_classes)
+    use_cascade_blur(model)  # same outputs, fast under bf16 autocast (shapeshift/models/blurpool.py)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     # Reflect padding in the blur layers fails on small feature maps: smallest working input, measured.
