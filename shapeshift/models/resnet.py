@@ -10,6 +10,7 @@ import antialiased_cnns
 from torch import nn
 
 from shapeshift.models.blurpool import use_cascade_blur
+from shapeshift.models.small_map_conv import use_small_map_conv
 
 
 class BasicBlock(nn.Module):
@@ -56,6 +57,7 @@ class ResNet18(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        use_small_map_conv(self)  # same network; faster weight gradients on the last stage's 2x2 maps
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -74,6 +76,7 @@ def antialiased_resnet18(num_classes: int, in_channels: int = 3, filter_size: in
     use_cascade_blur(model)  # same outputs, fast under bf16 autocast (shapeshift/models/blurpool.py)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    use_small_map_conv(model)
     # Reflect padding in the blur layers fails on small feature maps: smallest working input, measured.
     model.min_input_size = _AA_MIN_INPUT[filter_size]
     return model
