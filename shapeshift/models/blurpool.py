@@ -4,7 +4,8 @@ The binomial filter of size n is [1, 1] / 2 convolved with itself n - 1 times, s
 (the last one strided) give the same output as `antialiased_cnns.BlurPool` up to float rounding. Why:
 under bf16 autocast on CPU the package's depthwise 4x4 convolution has a slow backward (measured on the
 anti-aliased ResNet-18 at 64 px, batch 128: 1.59 s per training step, 0.79 s with the cascade; fp32
-unchanged within noise). CPU autocast keeps reflection padding, and so the cascade after it, in fp32. The `filt` buffer is kept, so state dicts and checkpoints are those of the package.
+unchanged within noise). CPU autocast keeps reflection padding, and so the cascade after it, in fp32.
+The `filt` buffer is kept, so state dicts and checkpoints are those of the package.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from antialiased_cnns.blurpool import BlurPool
 from torch import nn
+
+from shapeshift.models.replace import replace_modules
 
 
 class CascadeBlurPool(BlurPool):
@@ -25,13 +28,12 @@ class CascadeBlurPool(BlurPool):
         return F.avg_pool2d(x, 2, stride=self.stride)
 
 
+def _cascade(old: BlurPool) -> CascadeBlurPool:
+    fast = CascadeBlurPool(old.channels, filt_size=old.filt_size, stride=old.stride, pad_off=old.pad_off)
+    fast.pad, fast.filt = old.pad, old.filt  # the padding type the network was built with, and its buffer
+    return fast
+
+
 def use_cascade_blur(model: nn.Module) -> nn.Module:
     """Swaps every `antialiased_cnns.BlurPool` in `model` for the equivalent `CascadeBlurPool`, in place."""
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if type(child) is BlurPool:
-                fast = CascadeBlurPool(child.channels, filt_size=child.filt_size, stride=child.stride, pad_off=child.pad_off)
-                fast.pad = child.pad  # keeps the padding type the network was built with
-                fast.filt = child.filt
-                setattr(parent, name, fast)
-    return model
+    return replace_modules(model, BlurPool, _cascade)

@@ -10,7 +10,7 @@ import antialiased_cnns
 from torch import nn
 
 from shapeshift.models.blurpool import use_cascade_blur
-from shapeshift.models.small_map_conv import use_small_map_conv
+from shapeshift.models.small_map_conv import SmallMapConv2d, use_small_map_conv
 
 
 class BasicBlock(nn.Module):
@@ -18,14 +18,15 @@ class BasicBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        # SmallMapConv2d: nn.Conv2d whose weight gradient is faster on CPU on the last stage's 2x2 maps.
+        self.conv1 = SmallMapConv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.conv2 = SmallMapConv2d(c_out, c_out, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.downsample = None
         if stride != 1 or c_in != c_out:
-            self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            self.downsample = nn.Sequential(SmallMapConv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -37,7 +38,7 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 3, layers=(2, 2, 2, 2)):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1 = SmallMapConv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -57,7 +58,6 @@ class ResNet18(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
-        use_small_map_conv(self)  # same network; faster weight gradients on the last stage's 2x2 maps
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -76,7 +76,7 @@ def antialiased_resnet18(num_classes: int, in_channels: int = 3, filter_size: in
     use_cascade_blur(model)  # same outputs, fast under bf16 autocast (shapeshift/models/blurpool.py)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-    use_small_map_conv(model)
+    use_small_map_conv(model)  # as ResNet18's convolutions (shapeshift/models/small_map_conv.py)
     # Reflect padding in the blur layers fails on small feature maps: smallest working input, measured.
     model.min_input_size = _AA_MIN_INPUT[filter_size]
     return model

@@ -2,9 +2,9 @@
 
 At 64 px the last ResNet stage works on 2x2 maps. There oneDNN's weight-gradient kernel is slow: for
 512 -> 512 channels, 3x3, batch 128 it took 39 ms in bf16 where the same product as unfold + one matmul
-takes 8 ms. Whole training steps at
-64 px, batch 128 (medians of interleaved rounds, with vs without): ResNet-18 312 vs 438 ms in bf16 and
-805 vs 843 ms in fp32; the anti-aliased one 511 vs 590 ms and 1028 vs 1078 ms.
+takes 8 ms. Whole training steps at 64 px, batch 128 (medians of interleaved rounds, with vs without):
+ResNet-18 312 vs 438 ms in bf16 and 805 vs 843 ms in fp32; the anti-aliased one 511 vs 590 ms and 1028 vs
+1078 ms.
 Forward, input gradient and everything on GPUs stay with the library's kernels.
 """
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from shapeshift.models.replace import replace_modules
 
 # Output positions per image up to which the matmul wins on this CPU (2x2; at 4x4 they are even in bf16
 # and oneDNN is 3x faster in fp32).
@@ -47,9 +49,8 @@ class SmallMapConv2d(nn.Conv2d):
     def _takes_matmul_path(self, x: torch.Tensor) -> bool:
         if x.device.type != "cpu" or not (torch.is_grad_enabled() and self.weight.requires_grad):
             return False
-        if self.bias is not None or self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros":
-            return False
-        if isinstance(self.padding, str):
+        if (self.bias is not None or self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros"
+                or isinstance(self.padding, str)):
             return False
         h, w = x.shape[-2:]
         out_h = (h + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
@@ -65,14 +66,13 @@ class SmallMapConv2d(nn.Conv2d):
             return _MatmulWeightGradConv2d.apply(x.to(dtype), self.weight.to(dtype), self.stride, self.padding)
 
 
+def _small_map(old: nn.Conv2d) -> SmallMapConv2d:
+    fast = SmallMapConv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
+                          old.dilation, old.groups, old.bias is not None, old.padding_mode, device="meta")
+    fast.weight, fast.bias = old.weight, old.bias
+    return fast
+
+
 def use_small_map_conv(model: nn.Module) -> nn.Module:
     """Swaps every plain `nn.Conv2d` in `model` for a `SmallMapConv2d` holding the same parameters, in place."""
-    for parent in list(model.modules()):
-        for name, conv in parent.named_children():
-            if type(conv) is nn.Conv2d:
-                fast = SmallMapConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                                      conv.padding, conv.dilation, conv.groups, conv.bias is not None,
-                                      conv.padding_mode, device="meta")
-                fast.weight, fast.bias = conv.weight, conv.bias
-                setattr(parent, name, fast)
-    return model
+    return replace_modules(model, nn.Conv2d, _small_map)
