@@ -92,6 +92,7 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
+    checkpoint: str = "last"  # the weights evaluated: `last` (the final epoch) or `best` (lowest val/loss)
     ece_bins: int = 15
     consistency_shift: int = 4  # max translation (px) for shift consistency on the i.i.d. test set
 
@@ -176,5 +177,7 @@ def validate(cfg: DictConfig) -> None:
                 f"shift.{key} must be in 0..data.n_test_per_class ({cfg.data.n_test_per_class}), got {n}: "
                 "the o.o.d. sets redraw the i.i.d. test shapes"
             )
+    if cfg.eval.checkpoint not in ("last", "best"):
+        raise ConfigError(f"eval.checkpoint must be last or best, got {cfg.eval.checkpoint!r}")
     if not isinstance(cfg.arch, DictConfig) or "_target_" not in cfg.arch:
         raise ConfigError("arch must be a config with a _target_ (choose a file from conf/arch/)")

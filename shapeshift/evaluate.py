@@ -24,6 +24,7 @@ from shapeshift.data import shifts
 from shapeshift.loggers import silence_known_noise
 from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, test_metrics
 from shapeshift.results import METRICS_FILE, read_metrics, tidy, write_metrics
+from shapeshift.run_dir import checkpoint_file
 from shapeshift.runtime import fast_cpu_math
 
 log = logging.getLogger("shapeshift")
@@ -61,7 +62,9 @@ def checkpoint_path(run_dir: Path) -> Path:
         saved = read_metrics(run_dir).get("checkpoint")
         if saved:
             return run_dir / saved
-    return run_dir / "checkpoints" / "best.ckpt"
+    # An unfinished run: the weights its config would evaluate.
+    which = OmegaConf.select(load_run_config(run_dir), "eval.checkpoint", default="last")
+    return checkpoint_file(run_dir, which)
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -41,14 +41,14 @@ def wandb_mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
 
 
-def build_logger(cfg: DictConfig, run_name: str, group: str | None, tags: list[str]):
-    """Instantiate `cfg.logger`; an empty logger config means no logger."""
+def build_logger(cfg: DictConfig, run_name: str, group: str | None, tags: list[str], run_id: str | None = None):
+    """Instantiate `cfg.logger`; an empty logger config means no logger. `run_id`: the W&B run to continue."""
     if not cfg.logger or not cfg.logger.get("_target_"):
         return None
     target = cfg.logger._target_
     if target.endswith("WandbLogger"):
         os.makedirs(cfg.logger.save_dir, exist_ok=True)
-        logger = instantiate(cfg.logger, name=run_name, group=group, tags=tags,
+        logger = instantiate(cfg.logger, name=run_name, group=group, tags=tags, id=run_id, resume="allow",
                              mode=cfg.logger.get("mode") or wandb_mode())
         # Lightning always passes `anonymous` (None), which wandb >= 0.19 answers with a deprecation warning
         # on every run; the key has no effect, so drop it before the run starts.

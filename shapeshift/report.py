@@ -396,19 +396,24 @@ def _chunks(items: Sequence, most: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+EVALUATED = ("eval/checkpoint", "eval/epoch", "eval/step")  # which weights the metrics describe
+
+
 def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
     """One row per finished run: where it is, who it is, every numeric metric, the checkpoint, and why it
     was left out of the comparison (empty when compared)."""
     finished = [r for r in runs if r.finished]
     keys = metric_keys(finished)
-    columns = ["run_dir", "arch", "aug", "seed", "data", "epochs", *keys, "checkpoint", "left_out"]
+    keys = [k for k in keys if k not in EVALUATED]
+    columns = ["run_dir", "arch", "aug", "seed", "data", "epochs", *EVALUATED, *keys, "checkpoint", "left_out"]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for r in finished:
             m = r.metrics
             writer.writerow([str(r.path), r.arch, r.aug, "" if r.seed is None else r.seed, r.data or "",
-                             m.get("epochs", ""), *(m[k] if _number(m.get(k)) else "" for k in keys),
+                             m.get("epochs", ""), *(m.get(k, "") for k in EVALUATED),
+                             *(m[k] if _number(m.get(k)) else "" for k in keys),
                              m.get("checkpoint") or "", r.left_out or ""])
     return columns
 

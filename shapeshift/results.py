@@ -6,11 +6,11 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-METRICS_FILE = "metrics.json"
+from shapeshift.run_dir import METRICS_FILE, write_json
+
 _SEVERITY = re.compile(r"^test/(?P<family>.+)/s(?P<severity>\d+)/(?P<metric>acc|ece|auroc)$")
 
 
@@ -47,14 +47,7 @@ def tidy(metrics: dict) -> dict:
 
 def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = METRICS_FILE) -> Path:
     """Write atomically: a reader (or a resumed sweep) never sees half a file."""
-    path = Path(run_dir) / name
-    clean = tidy(metrics)
-    fd, tmp = tempfile.mkstemp(prefix=name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(clean, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(Path(run_dir) / name, tidy(metrics))
 
 
 def read_metrics(run_dir: str | os.PathLike, name: str = METRICS_FILE) -> dict:

@@ -5,7 +5,9 @@
 
 A run directory whose `metrics.json` exists is finished: running the same command into it again skips
 the job (`force=true` reruns it). A run with a `checkpoints/last.ckpt` but no `metrics.json` was
-interrupted: it resumes from that checkpoint and ends with the metrics an uninterrupted run would give.
+interrupted: it resumes from its newest epoch and ends with the metrics an uninterrupted run would give.
+Either happens only when the folder's config fingerprint (`run.json`) matches; a folder holding another
+config's run is refused with one line and left as it was.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import sys
 import time
 import traceback
+import uuid
 from pathlib import Path
 
 import hydra
@@ -26,19 +29,32 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from shapeshift.config import ConfigError, register_schemas, validate
 from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
 from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, test_metrics
-from shapeshift.results import METRICS_FILE, aug_label, read_metrics, tidy, write_metrics
+from shapeshift.results import aug_label, read_metrics, tidy, write_metrics
+from shapeshift.run_dir import (
+    CHECKPOINT_DIR,
+    ERROR_FILE,
+    METRICS_FILE,
+    RECORD_FILE,
+    RunMismatch,
+    check_reuse,
+    checkpoint_file,
+    digest,
+    fingerprint_keys,
+    is_finished,
+    new_record,
+    write_json,
+)
 from shapeshift.runtime import fast_cpu_math
 from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
 register_schemas()
 fast_cpu_math()
-ERROR_FILE = "error.txt"
 
 
 class Interrupted(RuntimeError):
@@ -74,20 +90,26 @@ def torch_threads(cfg: DictConfig) -> int | None:
 
 
 def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
-    """Fit, test the best checkpoint on every evaluation set, write `metrics.json`, return the metrics."""
+    """Fit, test the chosen checkpoint on every evaluation set, write `metrics.json`, return the metrics."""
     silence_known_noise()
     validate(cfg)
     out = Path(cfg.output_dir)
-    if (out / METRICS_FILE).is_file() and not cfg.force:
-        log.info("%s is finished (metrics.json exists): skipped; force=true reruns it", out)
-        return read_metrics(out)
     ident = run_identity(cfg)
-    ckpt_dir = out / "checkpoints"
+    keys = fingerprint_keys(cfg, debug_choice())
+    record = None if cfg.force else check_reuse(out, keys)  # RunMismatch: another config's run is never reused
+    if record is not None and is_finished(out):
+        log.info("%s is finished (metrics.json exists, same config): skipped; force=true reruns it", out)
+        return read_metrics(out)
+    ckpt_dir = out / CHECKPOINT_DIR
     if cfg.force:
         (out / METRICS_FILE).unlink(missing_ok=True)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / ERROR_FILE).unlink(missing_ok=True)
+    uses_wandb = str(OmegaConf.select(cfg, "logger._target_", default="")).endswith("WandbLogger")
+    # A resumed run continues its W&B run; a new one gets a fresh id, kept in the folder for a later resume.
+    wandb_id = (record or {}).get("wandb_id") or (uuid.uuid4().hex[:8] if uses_wandb else None)
+    write_json(out / RECORD_FILE, new_record(out, keys, {k: ident[k] for k in ("arch", "aug", "seed")}, wandb_id))
     if threads := torch_threads(cfg):
         torch.set_num_threads(threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -96,11 +118,12 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     datamodule = build_datamodule(cfg)
     model = build_classifier(cfg, backbone, datamodule.test_set_names)
     run_name = f"{ident['arch']}-{ident['aug']}-s{ident['seed']}"
-    logger = build_logger(cfg, run_name, ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"])
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/acc", mode="max", save_last=True)
+    logger = build_logger(cfg, run_name, ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"],
+                          run_id=wandb_id)
     trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
-                          callbacks=[checkpoint, *(callbacks or [])], default_root_dir=str(out))
-    resume = ckpt_dir / "last.ckpt"
+                          callbacks=[*checkpoint_callbacks(ckpt_dir, cfg.eval.checkpoint), *(callbacks or [])],
+                          default_root_dir=str(out))
+    resume = checkpoint_file(out, "last")
     try:
         t0 = time.perf_counter()
         datamodule.prepare_data()
@@ -111,17 +134,18 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         if trainer.interrupted:
             raise Interrupted(f"training of {out} was interrupted; run the same command again to resume")
         t_fit = time.perf_counter()
-        metrics = test_metrics(evaluation_trainer(trainer, cfg), model, datamodule,
-                               checkpoint.best_model_path or None)
+        evaluated = checkpoint_file(out, cfg.eval.checkpoint)
+        metrics = test_metrics(evaluation_trainer(trainer, cfg), model, datamodule, str(evaluated))
         t_test = time.perf_counter()
-        if checkpoint.best_model_score is not None:
-            metrics["val/acc"] = float(checkpoint.best_model_score)
-        saved = checkpoint.best_model_path or checkpoint.last_model_path
+        loaded = model.loaded_checkpoint
         metrics.update({
             "arch": ident["arch"], "aug": ident["aug"], "seed": ident["seed"],
             "epochs": int(trainer.current_epoch), "torch_threads": torch.get_num_threads(),
             "time/data_s": t_data - t0, "time/fit_s": t_fit - t_data, "time/test_s": t_test - t_fit,
-            "checkpoint": str(Path(saved).relative_to(out)) if saved else None,
+            "checkpoint": str(evaluated.relative_to(out)), "eval/checkpoint": cfg.eval.checkpoint,
+            "eval/epoch": loaded["epoch"], "eval/step": loaded["step"],
+            **{k: v for k, v in loaded.items() if k.startswith("val/")},
+            "fingerprint": digest(keys), "wandb/run_id": wandb_id if logger is not None and uses_wandb else None,
         })
         metrics = tidy(metrics)
         if logger is not None:
@@ -132,6 +156,26 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     finally:
         finish_wandb()
     return metrics
+
+
+def checkpoint_callbacks(ckpt_dir: Path, evaluated: str) -> list[ModelCheckpoint]:
+    """`last.ckpt` after every epoch (resume, and the default evaluation); `best.ckpt` only when evaluated.
+
+    `best` monitors val/loss, not val/acc: accuracy saturates at 1.000 in the first epoch on this task, and
+    a tie keeps the earlier checkpoint, so "best accuracy" would mean "first epoch". Ties in val/loss keep
+    the earlier epoch too (Lightning compares strictly), which is deterministic.
+    """
+    # monitor=None with save_top_k=1: saved after every epoch, the previous one replaced.
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
+    if evaluated != "best":
+        return [last]
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
+                           save_weights_only=True, enable_version_counter=False)
+    return [last, best]
+
+
+def debug_choice() -> str | None:
+    return HydraConfig.get().runtime.choices.get("debug") if HydraConfig.initialized() else None
 
 
 def evaluation_trainer(trainer: L.Trainer, cfg: DictConfig) -> L.Trainer:
@@ -167,6 +211,11 @@ def main(cfg: DictConfig) -> float:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = train(cfg)
+    except RunMismatch as err:  # the folder is another run's: leave it exactly as it was
+        print(f"shapeshift: {err}", file=sys.stderr)
+        if multirun:
+            raise
+        sys.exit(2)
     except (ConfigError, Interrupted) as err:
         record_failure(out, err)
         print(f"shapeshift: {'config error: ' if isinstance(err, ConfigError) else ''}{err}", file=sys.stderr)
@@ -185,6 +234,8 @@ def check_output_dir(argv: list[str]) -> None:
     """Fail in one line, before Hydra's traceback, when the run or sweep dir cannot be created."""
     for arg in argv:
         key, _, value = arg.partition("=")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]  # Hydra's quoting, needed for folder names with commas (sweep job dirs)
         if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "${" not in value:
             break
     else:

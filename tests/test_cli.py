@@ -21,13 +21,25 @@ def test_the_users_multirun_command(tmp_path, cache_dir):
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(runs) == 8
-    assert [p.name for p in runs][:2] == ["0_arch=cnn,aug=none", "1_arch=cnn,aug=basic"]
+    # `debug=smoke` is part of every job's name: a full sweep never lands in a smoke run's folder.
+    assert [p.name for p in runs][:2] == ["0_arch=cnn,aug=none,debug=smoke", "1_arch=cnn,aug=basic,debug=smoke"]
     for run_dir in runs:
         assert (run_dir / "metrics.json").is_file(), run_dir
         assert (run_dir / ".hydra" / "config.yaml").is_file()
     # The finished sweep ends with its report, computed from these files.
     assert (sweep / "report.md").is_file() and len((sweep / "results.csv").read_text().splitlines()) == 9
     assert "resnet18_aa" in proc.stdout
+
+    # Another config into a finished job's folder: refused in one line, the folder left byte for byte.
+    job = runs[0]
+    before = {p: p.read_bytes() for p in sorted(job.rglob("*")) if p.is_file()}
+    proc = run(["arch=cnn", "aug=basic", "debug=smoke", f"hydra.run.dir='{job}'"], cache_dir)  # quoted: a comma
+    assert proc.returncode == 2
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and "finished run that was made with another config (differs in aug.name" in err[0]
+    assert "force=true" in err[0]
+    after = {p: p.read_bytes() for p in sorted(job.rglob("*")) if p.is_file() and p.name != "train.log"}
+    assert after == {p: b for p, b in before.items() if p.name != "train.log"}
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:

@@ -10,6 +10,7 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 from shapeshift.data.cache import cached
+from shapeshift.run_dir import RunMismatch, read_record
 from shapeshift.train import train
 from tests.conftest import ROOT
 
@@ -29,18 +30,43 @@ def without_times(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
 
-def test_a_killed_run_resumes_and_ends_as_an_uninterrupted_one(cfg_factory, tmp_path):
-    whole = train(cfg_factory(*SMALL, output_dir=tmp_path / "whole"))
+def snapshot(run_dir) -> dict:
+    """Every file of a run folder and its bytes: "changed nothing" checked literally."""
+    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
+
+def test_a_rerun_with_another_config_is_refused_and_changes_nothing(cfg_factory, tmp_path):
+    run_dir = tmp_path / "run"
+    first = train(cfg_factory(*SMALL[:3], output_dir=run_dir))
+    before = snapshot(run_dir)
+    with pytest.raises(RunMismatch, match=r"finished run that was made with another config \(differs in aug\.name, "):
+        train(cfg_factory(*SMALL[:3], "aug=strong", output_dir=run_dir))
+    # A full run into a smoke run's folder: the first keys that differ are named, then a count.
+    with pytest.raises(RunMismatch, match=r"differs in data\.batch_size, .*, debug, .* and 3 more\); nothing was "
+                                          r"changed\. Rerun with force=true"):
+        train(cfg_factory("logger=none", "arch=cnn", "data.n_train_per_class=48", output_dir=run_dir))
+    assert snapshot(run_dir) == before
+    forced = train(cfg_factory(*SMALL[:3], "aug=strong", "force=true", output_dir=run_dir))
+    assert (first["aug"], forced["aug"]) == ("none", "strong") and forced["fingerprint"] != first["fingerprint"]
+    assert read_record(run_dir)["fingerprint"] == forced["fingerprint"]
+
+
+def test_an_interrupted_run_resumes_only_with_its_own_config(cfg_factory, tmp_path):
     run_dir = tmp_path / "killed"
     with pytest.raises(RuntimeError, match="killed"):
         train(cfg_factory(*SMALL, output_dir=run_dir), callbacks=[KillAfterFirstEpoch()])
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert not (run_dir / "metrics.json").exists()  # nothing presented as a result
+    before = snapshot(run_dir)
+    with pytest.raises(RunMismatch, match=r"interrupted run that was made with another config \(differs in seed\)"):
+        train(cfg_factory(*SMALL, "seed=1", output_dir=run_dir))
+    assert snapshot(run_dir) == before
 
-    resumed = train(cfg_factory(*SMALL, output_dir=run_dir))
-    assert resumed["epochs"] == whole["epochs"] == 3
-    assert without_times(resumed) == without_times(whole)
+
+def test_a_folder_without_a_fingerprint_is_never_reused(cfg_factory, tmp_path):
+    run_dir = tmp_path / "old"
+    train(cfg_factory(*SMALL[:3], output_dir=run_dir))
+    (run_dir / "run.json").unlink()  # as a run made before fingerprints
+    with pytest.raises(RunMismatch, match="has no fingerprint"):
+        train(cfg_factory(*SMALL[:3], output_dir=run_dir))
 
 
 def test_a_finished_run_is_skipped_unless_forced(cfg_factory, tmp_path):
@@ -110,5 +136,5 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on_and_reruns_only_it(cach
     # Relaunch into the same folder: finished jobs are skipped, only the failed one runs again.
     proc = sweep(args, cache_dir, tmp_path)
     assert (runs["0_arch=cnn"] / "metrics.json").stat().st_mtime_ns == stamp
-    assert "is finished (metrics.json exists): skipped" in proc.stdout + proc.stderr
+    assert "is finished (metrics.json exists, same config): skipped" in proc.stdout + proc.stderr
     assert json.loads((runs["2_arch=maxpool"] / "metrics.json").read_text())["arch"] == "maxpool"

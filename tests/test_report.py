@@ -20,7 +20,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def metrics_for(arch: str, aug: str, seed: int, iid: float, ood_shift: float = 0.0) -> dict:
     """A metrics.json as train.py writes it; family f at severity k scores iid - 0.05 * k (+ ood_shift)."""
-    m = {"arch": arch, "aug": aug, "seed": seed, "epochs": 4, "val/acc": iid, "checkpoint": "checkpoints/best.ckpt",
+    m = {"arch": arch, "aug": aug, "seed": seed, "epochs": 4, "val/acc": iid, "checkpoint": "checkpoints/last.ckpt",
+         "eval/checkpoint": "last", "eval/epoch": 3, "eval/step": 128,
          "test/iid/acc": iid, "test/mix/acc": iid - 0.1, "test/iid/ece": 0.01 * (seed + 1),
          "time/data_s": 1.0, "time/fit_s": 10.0, "time/test_s": 2.0}
     every = []
@@ -138,7 +139,9 @@ def test_report_files_tables_csv_and_missing_runs(sweep):
     assert len(rows) == 7
     columns = list(rows[0])
     assert columns[:6] == ["run_dir", "arch", "aug", "seed", "data", "epochs"]
-    assert columns[6:9] == ["val/acc", "test/iid/acc", "test/iid/ece"]
+    assert columns[6:9] == ["eval/checkpoint", "eval/epoch", "eval/step"]  # which weights the row describes
+    assert columns[9:12] == ["val/acc", "test/iid/acc", "test/iid/ece"]
+    assert (rows[0]["eval/checkpoint"], rows[0]["eval/epoch"]) == ("last", "3")
     assert {"test/position/s3/acc", "test/ood/acc", "test/ood_iid_ratio", "time/fit_s"} <= set(columns)
     first = rows[0]
     assert Path(first["run_dir"]).name == "0_arch=cnn,aug=none,seed=0"

@@ -57,3 +57,19 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
 
     assert wandb.run is None  # finished, so a next job cannot log into this run
     assert os.environ["WANDB_MODE"] == "offline"
+
+
+def test_a_resumed_run_continues_its_wandb_run(cfg_factory, tmp_path, monkeypatch):
+    from tests.test_reliability import KillAfterFirstEpoch
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    overrides = ("debug=smoke", "logger=wandb", "arch=cnn", "trainer.max_epochs=2")
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg_factory(*overrides), callbacks=[KillAfterFirstEpoch()])
+    metrics = train(cfg_factory(*overrides))
+    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # one folder per process; `wandb sync` uploads both into the one run id
+    assert {p.name.rsplit("-", 1)[-1] for p in runs} == {metrics["wandb/run_id"]}
+    assert len(metrics["wandb/run_id"]) == 8

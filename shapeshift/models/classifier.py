@@ -44,6 +44,7 @@ class Classifier(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.ece_bins, self.consistency_shift, self.consistency_seed = ece_bins, consistency_shift, consistency_seed
         self.loss = nn.CrossEntropyLoss()
+        self.loaded_checkpoint: dict = {}
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.set_test_sets(test_set_names)
@@ -122,6 +123,16 @@ class Classifier(L.LightningModule):
         if self.consistency.update_called:
             self.log("test/consistency", self.consistency.compute())
             self.consistency.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Saved after validation: this epoch's val/acc and val/loss describe exactly these weights.
+        checkpoint["val_metrics"] = {k: float(v) for k, v in self.trainer.callback_metrics.items()
+                                     if k.startswith("val/")}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Which weights a test evaluates is part of its result: the epoch (0-based) and step they come from.
+        self.loaded_checkpoint = {"epoch": int(checkpoint["epoch"]), "step": int(checkpoint["global_step"]),
+                                  **checkpoint.get("val_metrics", {})}
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

@@ -1,0 +1,97 @@
+"""Which weights a run evaluates, and where a killed run resumes, on a run whose validation accuracy
+saturates in its first epoch: the case where "best accuracy" and a lazily written last.ckpt both mean epoch 0."""
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from shapeshift.train import train
+
+# 13 steps per epoch; the strided CNN reaches val/acc 1.000 within its first epoch here.
+SATURATING = ["debug=smoke", "logger=none", "arch=cnn", "data.image_size=32", "data.n_train_per_class=200",
+              "data.batch_size=32", "trainer.max_epochs=4"]
+STEPS_PER_EPOCH = 13
+
+
+class Record(Callback):
+    """The epochs a fit actually trains, and each epoch's validation results."""
+
+    def __init__(self):
+        self.trained, self.val = [], {}
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.trained.append(trainer.current_epoch)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        m = trainer.callback_metrics
+        self.val[trainer.current_epoch] = (float(m["val/acc"]), float(m["val/loss"]))
+
+
+class KillAtEpoch(Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError(f"killed as epoch {self.epoch} starts")
+
+
+def stored(path) -> tuple[int, int]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return ckpt["epoch"], ckpt["global_step"]
+
+
+def without_times(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+def test_the_final_epoch_is_evaluated_and_a_killed_run_resumes_from_its_newest_epoch(cfg_factory, tmp_path):
+    seen = Record()
+    whole = train(cfg_factory(*SATURATING, output_dir=tmp_path / "whole"), callbacks=[seen])
+    assert seen.val[0][0] == 1.0  # saturated in epoch 0: the failing case
+    assert seen.trained == [0, 1, 2, 3]
+    assert stored(tmp_path / "whole" / "checkpoints" / "last.ckpt") == (3, 4 * STEPS_PER_EPOCH)
+    assert not (tmp_path / "whole" / "checkpoints" / "best.ckpt").exists()  # only written when evaluated
+    assert (whole["eval/checkpoint"], whole["eval/epoch"], whole["eval/step"]) == ("last", 3, 4 * STEPS_PER_EPOCH)
+    assert whole["checkpoint"] == "checkpoints/last.ckpt" and whole["epochs"] == 4
+    assert whole["val/loss"] == pytest.approx(seen.val[3][1], abs=1e-6)  # the evaluated epoch's own validation
+
+    run_dir = tmp_path / "killed"
+    first = Record()
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg_factory(*SATURATING, output_dir=run_dir), callbacks=[first, KillAtEpoch(2)])
+    assert first.trained == [0, 1, 2]
+    assert stored(run_dir / "checkpoints" / "last.ckpt") == (1, 2 * STEPS_PER_EPOCH)  # the newest epoch, not 0
+    assert not (run_dir / "metrics.json").exists()
+
+    second = Record()
+    resumed = train(cfg_factory(*SATURATING, output_dir=run_dir), callbacks=[second])
+    assert second.trained == [2, 3]  # only the epochs the killed run had not finished
+    assert resumed["eval/epoch"] == 3
+    assert without_times(resumed) == without_times(whole)
+
+
+@pytest.mark.parametrize("lr, case", [(3e-3, "best before last"), (1e-2, "tied")])
+def test_best_is_the_epoch_of_lowest_validation_loss(lr, case, cfg_factory, tmp_path):
+    seen = Record()
+    metrics = train(cfg_factory(*SATURATING, "eval.checkpoint=best", "data.n_val_per_class=50", f"optimizer.lr={lr}",
+                                output_dir=tmp_path / "run"), callbacks=[seen])
+    losses = [seen.val[e][1] for e in sorted(seen.val)]
+    expected = losses.index(min(losses))  # a tie keeps the earlier epoch
+    assert all(acc == 1.0 for acc, _ in seen.val.values())  # accuracy ties in every epoch; the loss decides
+    if case == "tied":  # the loss underflows to exactly 0 in every epoch: the first one is kept
+        assert losses == [0.0] * 4 and expected == 0
+    else:
+        assert 0 < expected < 3  # neither the first nor the last epoch: choosing them would fail here
+    assert metrics["eval/checkpoint"] == "best" and metrics["checkpoint"] == "checkpoints/best.ckpt"
+    assert metrics["eval/epoch"] == expected
+    assert stored(tmp_path / "run" / "checkpoints" / "best.ckpt")[0] == expected
+    assert stored(tmp_path / "run" / "checkpoints" / "last.ckpt")[0] == 3
+    assert metrics["val/loss"] == pytest.approx(min(losses), abs=1e-6)
+
+
+def test_an_unknown_checkpoint_choice_is_refused(cfg_factory):
+    from shapeshift.config import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.checkpoint must be last or best"):
+        train(cfg_factory("debug=smoke", "logger=none", "eval.checkpoint=first"))
