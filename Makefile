@@ -14,29 +14,35 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
-install: $(BIN)/python ## Create .venv: the CPU build of torch first, then shapeshift with dev tools and launchers
+# A stamp file: the environment is (re)installed only when it is missing or pyproject.toml changed.
+INSTALLED := $(VENV)/.installed
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "torch==2.13.0"
 	$(BIN)/pip install -e '.[dev,launchers]'
+	touch $@
 
-test: install ## Run the fast test suite (no slow tests)
+install: $(INSTALLED) ## Create .venv: the CPU build of torch first, then shapeshift with dev tools and launchers
+
+test: $(INSTALLED) ## Run the fast test suite (no slow tests)
 	$(BIN)/python -m pytest
 
-test-full: install ## Run every test, the slow ones too
+test-full: $(INSTALLED) ## Run every test, the slow ones too
 	$(BIN)/python -m pytest -m "slow or not slow"
 
-lint: install ## ruff: lint and format check
+lint: $(INSTALLED) ## ruff: lint (rules in pyproject.toml)
 	$(BIN)/ruff check .
 
-train: install ## Train the default experiment (pass overrides with ARGS="arch=gap aug=basic")
+train: $(INSTALLED) ## Train the default experiment (pass overrides with ARGS="arch=gap aug=basic")
 	$(BIN)/python -m shapeshift.train $(ARGS)
 
-sweep: install ## The user's sweep: 4 architectures x 2 augmentations (add ARGS="debug=smoke" for a dry run)
+sweep: $(INSTALLED) ## The user's sweep: 4 architectures x 2 augmentations (add ARGS="debug=smoke" for a dry run)
 	$(BIN)/python -m shapeshift.train -m arch=cnn,gap,resnet18,resnet18_aa aug=none,basic $(ARGS)
 
-preview: install ## Draw the o.o.d. catalog into outputs/preview.png
+preview: $(INSTALLED) ## Draw the o.o.d. catalog into outputs/preview.png
 	$(BIN)/python -m shapeshift.preview $(ARGS)
 
-bench: install ## Benchmarks (render, input path, step, evaluation, FLOP floor) -> benchmarks/results.md
+bench: $(INSTALLED) ## Benchmarks (render, input path, step, evaluation, FLOP floor) -> benchmarks/results.md
 	$(BIN)/python -m benchmarks.bench $(ARGS)
 
 clean: ## Remove run outputs (keeps the render cache in ~/.cache/shapeshift)

@@ -26,16 +26,14 @@ import torch  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
-from shapeshift.config import ConfigError, register_schemas  # noqa: E402
+from shapeshift.config import ConfigError  # noqa: E402
 from shapeshift.data.base import model_input  # noqa: E402
-from shapeshift.data.render import CLASSES  # noqa: E402
-from shapeshift.evaluate import load_model, load_run_config  # noqa: E402
 from shapeshift.loggers import silence_known_noise  # noqa: E402
 from shapeshift.pipeline import build_datamodule  # noqa: E402
-from shapeshift.runtime import fast_cpu_math
+from shapeshift.restore import load_model, load_run_config  # noqa: E402
+from shapeshift.runtime import fast_cpu_math  # noqa: E402
 
-register_schemas()
-fast_cpu_math()
+fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
 
 
 @dataclass
@@ -47,8 +45,9 @@ class Prediction:
     flagged: bool
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
-    """RGB uint8 (size, size, 3); raises ValueError with a short reason for anything unusable."""
+def read_image(path: Path, size: int, channels: int = 3) -> np.ndarray:
+    """uint8 (size, size, channels), RGB or grey as the run's data; ValueError with a short reason for
+    anything unusable."""
     if path.stat().st_size == 0:
         raise ValueError("empty file")
     try:
@@ -57,8 +56,8 @@ def read_image(path: Path, size: int) -> np.ndarray:
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            img = img.convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
-            return np.asarray(img, dtype=np.uint8)
+            img = img.convert("RGB" if channels == 3 else "L").resize((size, size), Image.Resampling.LANCZOS)
+            return np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
     except UnidentifiedImageError:
         raise ValueError("not an image file") from None
     except (OSError, SyntaxError) as err:
@@ -67,15 +66,13 @@ def read_image(path: Path, size: int) -> np.ndarray:
 
 @torch.no_grad()
 def confidences(model, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    probs = []
-    for i in range(0, len(images), batch):
-        x = model_input(images[i : i + batch])
-        probs.append(model(x).softmax(1))
-    p = torch.cat(probs) if probs else torch.empty(0, 2)
+    probs = [model(model_input(images[i : i + batch])).softmax(1) for i in range(0, len(images), batch)]
+    p = torch.cat(probs) if probs else torch.empty(0, model.num_classes)
     return p.argmax(1).numpy(), p.amax(1).numpy()
 
 
-def contact_sheet(predictions: list[Prediction], path: Path, limit: int, threshold: float) -> Path:
+def contact_sheet(predictions: list[Prediction], path: Path, limit: int, threshold: float,
+                  class_names: tuple[str, ...]) -> Path:
     """Flagged images first, then the least confident, lowest confidence first."""
     chosen = sorted(predictions, key=lambda p: (not p.flagged, p.confidence))[:limit]
     cols = min(8, max(1, len(chosen)))
@@ -84,8 +81,8 @@ def contact_sheet(predictions: list[Prediction], path: Path, limit: int, thresho
     for ax in axes.flat:
         ax.axis("off")
     for ax, p in zip(axes.flat, chosen, strict=False):
-        ax.imshow(p.image)
-        ax.set_title(f"{p.file[:16]}\n{CLASSES[p.label]} {p.confidence:.2f}{' OOD' if p.flagged else ''}",
+        ax.imshow(p.image.squeeze(), cmap="gray", vmin=0, vmax=255)  # the colormap applies to grey only
+        ax.set_title(f"{p.file[:16]}\n{class_names[p.label]} {p.confidence:.2f}{' OOD' if p.flagged else ''}",
                      fontsize=7, color="crimson" if p.flagged else "black")
     fig.suptitle(f"flagged (red) and least confident images; threshold {threshold:.3f}", fontsize=9)
     fig.tight_layout()
@@ -113,14 +110,14 @@ def audit(run: str, images: str, out: str | None = None, keep: float = 0.95, she
     threshold = float(np.quantile(val_conf, 1 - keep))
     iid_flagged = float((val_conf < threshold).mean())
 
-    size = cfg.data.image_size
+    size, channels, classes = cfg.data.image_size, datamodule.channels, datamodule.class_names
     good, skipped = [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         try:
-            good.append((path.name, read_image(path, size)))
+            good.append((path.name, read_image(path, size, channels)))
         except (ValueError, OSError) as err:
             skipped.append((path.name, str(err)))
-    arrays = np.stack([a for _, a in good]) if good else np.empty((0, size, size, 3), np.uint8)
+    arrays = np.stack([a for _, a in good]) if good else np.empty((0, size, size, channels), np.uint8)
     labels, conf = confidences(model, arrays)
     predictions = [Prediction(name, arr, int(lab), float(c), bool(c < threshold))
                    for (name, arr), lab, c in zip(good, labels, conf, strict=True)]
@@ -129,17 +126,17 @@ def audit(run: str, images: str, out: str | None = None, keep: float = 0.95, she
     with open(out_dir / "audit.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "predicted_class", "confidence", "ood_flag"])
-        w.writerows([p.file, CLASSES[p.label], f"{p.confidence:.6f}", int(p.flagged)] for p in predictions)
+        w.writerows([p.file, classes[p.label], f"{p.confidence:.6f}", int(p.flagged)] for p in predictions)
     with open(out_dir / "skipped.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "reason"])
         w.writerows(skipped)
     if predictions:
-        contact_sheet(predictions, out_dir / "contact_sheet.png", sheet, threshold)
+        contact_sheet(predictions, out_dir / "contact_sheet.png", sheet, threshold, classes)
     flagged = sum(p.flagged for p in predictions) / len(predictions) if predictions else 0.0
     return {"out": out_dir, "n": len(predictions), "skipped": skipped, "flagged": flagged,
             "threshold": threshold, "iid_flagged": iid_flagged, "keep": keep,
-            "classes": {c: sum(p.label == i for p in predictions) for i, c in enumerate(CLASSES)}}
+            "classes": {c: sum(p.label == i for p in predictions) for i, c in enumerate(classes)}}
 
 
 def summary(result: dict) -> str:

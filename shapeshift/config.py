@@ -143,11 +143,16 @@ class AuditConfig:
 
 
 def register_schemas() -> None:
+    """Store the schemas under the names the YAML defaults lists use (`train_schema`, ...)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="preview_schema", node=PreviewConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="audit_schema", node=AuditConfig)
+
+
+# At import, once: every entry point imports this module before Hydra composes its config.
+register_schemas()
 
 
 def validate(cfg: DictConfig) -> None:

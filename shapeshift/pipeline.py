@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from shapeshift.config import ConfigError
 from shapeshift.data.augment import build_augmentation
 from shapeshift.models.classifier import Classifier
-from shapeshift.results import aggregate
+from shapeshift.run_dir import aggregate
 
 
 def build_backbone(cfg: DictConfig, arch_name: str) -> torch.nn.Module:

@@ -18,11 +18,10 @@ import numpy as np  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from shapeshift.config import register_schemas  # noqa: E402
+import shapeshift.config  # noqa: E402,F401 - the schemas the config composes against
 from shapeshift.data.render import CLASSES  # noqa: E402
 
 log = logging.getLogger("shapeshift")
-register_schemas()
 
 
 def mosaic(datamodule, names: list[str], examples: int) -> tuple[np.ndarray, list[str]]:

@@ -8,24 +8,37 @@ A run folder is made by `shapeshift.train` and read by every other command:
 
 The fingerprint is a digest of every config key that changes what a run computes. A folder that already
 holds a finished or interrupted run is reused (skipped, resumed) only when the fingerprints match.
+Metric keys are `test/<set>/<metric>`, a set being `iid`, `mix` or `<family>/s<severity>`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
+
+from shapeshift.data import IID
 
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
 RECORD_FILE = "run.json"
 HYDRA_DIR = ".hydra"
+CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+NOT_RUNS = {HYDRA_DIR, "wandb", CHECKPOINT_DIR, "csv", "audit", "__pycache__", ".git"}  # never searched
+SEVERITY_KEY = re.compile(r"^test/(?P<family>[^/]+)/s(?P<severity>\d+)/(?P<metric>.+)$")
+SUMMARY_SETS = {IID, "mix", "ood"}  # set names that are not o.o.d. families
 CHECKPOINTS = ("last", "best")  # eval.checkpoint: the final epoch, or the lowest validation loss
 
 # The config sections that decide a run's results (`debug` is a group: its effect shows in data/trainer,
@@ -137,3 +150,167 @@ def check_reuse(run_dir: Path, keys: dict[str, Any]) -> dict | None:
 def new_record(run_dir: Path, keys: dict[str, Any], identity: dict[str, Any], wandb_id: str | None) -> dict:
     return {"fingerprint": digest(keys), "keys": keys, "identity": identity, "wandb_id": wandb_id,
             "hydra_files": hydra_files(run_dir)}
+
+
+# -- metrics.json ------------------------------------------------------------------------------------------
+def aug_label(name: str, magnitude: float) -> str:
+    """`basic`, or `basic-x2` when `aug.magnitude` is not 1: a strength sweep's runs stay apart in reports."""
+    return name if magnitude == 1 else f"{name}-x{magnitude:g}"
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def severity_points(metrics: dict, metric: str = "acc") -> dict[str, list[tuple[int, Any]]]:
+    """{family: [(severity, value), ...]} for one metric, severities ascending."""
+    curves: dict[str, list[tuple[int, Any]]] = defaultdict(list)
+    for key, value in metrics.items():
+        m = SEVERITY_KEY.match(key)
+        if m and m["metric"] == metric and value is not None:
+            curves[m["family"]].append((int(m["severity"]), value))
+    return {f: sorted(points, key=lambda p: p[0]) for f, points in curves.items()}
+
+
+def aggregate(metrics: dict[str, float]) -> dict[str, float]:
+    """Add family means, the o.o.d. mean over every family and severity, and the o.o.d./i.i.d. ratio."""
+    per_family: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for key, value in metrics.items():
+        m = SEVERITY_KEY.match(key)
+        if m and is_number(value):
+            per_family[m["family"], m["metric"]].append(value)
+    out = dict(metrics)
+    every: dict[str, list[float]] = defaultdict(list)
+    for (family, metric), values in per_family.items():
+        out[f"test/{family}/{metric}"] = sum(values) / len(values)
+        every[metric] += values
+    # RobustBench's "corruptions" convention: one mean over all families and severities.
+    for metric, values in every.items():
+        out[f"test/ood/{metric}"] = sum(values) / len(values)
+    if "test/ood/acc" in out and metrics.get(f"test/{IID}/acc"):
+        out["test/ood_iid_ratio"] = out["test/ood/acc"] / metrics[f"test/{IID}/acc"]
+    return out
+
+
+def tidy(metrics: dict) -> dict:
+    """Six decimals (float32 metrics carry noise digits: 0.98000001907); non-finite numbers become null."""
+    return {k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v)
+            for k, v in metrics.items()}
+
+
+def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = METRICS_FILE) -> Path:
+    return write_json(Path(run_dir) / name, tidy(metrics))
+
+
+def read_metrics(run_dir: str | os.PathLike, name: str = METRICS_FILE) -> dict:
+    return json.loads((Path(run_dir) / name).read_text())
+
+
+# -- failures ----------------------------------------------------------------------------------------------
+def record_failure(run_dir: Path, err: BaseException) -> None:
+    """The failed job's error in its own folder, so a sweep report can say why it has no results."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        (run_dir / ERROR_FILE).write_text(f"{type(err).__name__}: {err}\n\n{text}")
+    except OSError:
+        pass
+
+
+def error_line(run_dir: Path) -> str | None:
+    """`error.txt: <first non-empty line>` of a failed run, or None."""
+    try:
+        with (run_dir / ERROR_FILE).open(errors="replace") as f:
+            first = next((line.strip() for line in f if line.strip()), None)
+    except OSError:
+        return None
+    return f"{ERROR_FILE}: {first}" if first else f"{ERROR_FILE} (empty)"
+
+
+# -- finding runs and who they are -----------------------------------------------------------------------
+def is_run_dir(path: Path) -> bool:
+    """A run folder holds its Hydra config, its record or its metrics (a folder copied without .hydra too)."""
+    return (path / CONFIG_FILE).is_file() or (path / RECORD_FILE).is_file() or (path / METRICS_FILE).is_file()
+
+
+def find_runs(roots: list[str | os.PathLike] | str | os.PathLike) -> list[Path]:
+    """Every run folder at or under `roots`, each once, in natural order (`10_...` after `9_...`)."""
+    roots = [roots] if isinstance(roots, (str, os.PathLike)) else roots
+    found: dict[Path, Path] = {}
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is not a directory")
+        for dirpath, dirnames, _ in os.walk(root):
+            path = Path(dirpath)
+            if is_run_dir(path):
+                found.setdefault(path.resolve(), path)
+                dirnames.clear()  # a run holds no other runs
+            else:
+                dirnames[:] = sorted(d for d in dirnames if d not in NOT_RUNS)
+    natural = lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]  # noqa: E731
+    return sorted(found.values(), key=natural)
+
+
+def arch_name(choices: dict | None, arch_target: str | None) -> str | None:
+    """The arch as the user chose it (the `conf/arch/` file), else the class name of its `_target_`."""
+    if choices and choices.get("arch"):
+        return str(choices["arch"])
+    return arch_target.rsplit(".", 1)[-1].lower() if arch_target else None
+
+
+def _yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass
+class RunInfo:
+    """What a run folder says about itself; read with PyYAML and json only, so it is quick anywhere."""
+
+    path: Path
+    arch: str | None = None
+    aug: str | None = None
+    seed: int | None = None
+    data: str | None = None
+    families: list[str] = field(default_factory=list)  # the catalog's order, from the run's config
+    metrics: dict | None = None  # None: no readable metrics.json, the run did not finish
+    problem: str | None = None  # why there are no metrics: the error file's first line, or what is missing
+
+
+def read_run(path: Path) -> RunInfo:
+    """Identity from metrics.json, else run.json, else the Hydra files; a broken file is noted, not fatal."""
+    info = RunInfo(path)
+    config = _mapping(_yaml(path / CONFIG_FILE))
+    hydra = _mapping(_mapping(_yaml(path / HYDRA_DIR / "hydra.yaml")).get("hydra"))
+    choices = _mapping(_mapping(hydra.get("runtime")).get("choices"))
+    identity = _mapping(_mapping(read_record(path)).get("identity"))
+    aug = _mapping(config.get("aug"))
+    info.arch = identity.get("arch") or arch_name(choices, _mapping(config.get("arch")).get("_target_"))
+    info.aug = identity.get("aug") or (aug_label(aug["name"], aug.get("magnitude", 1)) if aug.get("name") else None)
+    seed = identity.get("seed", config.get("seed"))
+    info.seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
+    info.data = choices.get("data")
+    families = _mapping(config.get("shift")).get("families")
+    info.families = [str(f) for f in families] if isinstance(families, dict) else []
+    if (path / METRICS_FILE).is_file():
+        try:
+            metrics = read_metrics(path)
+            if not isinstance(metrics, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            info.problem = f"{METRICS_FILE} unreadable: {str(err).splitlines()[0]}"
+        else:
+            info.metrics = metrics
+            info.arch = str(metrics.get("arch") or info.arch or "?")
+            info.aug = str(metrics.get("aug") or info.aug or "?")
+            if is_number(metrics.get("seed")):
+                info.seed = int(metrics["seed"])
+    if info.metrics is None:
+        info.problem = error_line(path) or info.problem or f"no {METRICS_FILE} (unfinished or failed)"
+    return info

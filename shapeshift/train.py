@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 import time
-import traceback
 import uuid
 from pathlib import Path
 
@@ -31,30 +30,34 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from shapeshift.config import ConfigError, register_schemas, validate
+from shapeshift.config import ConfigError, validate
 from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
 from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, test_metrics
-from shapeshift.results import aug_label, read_metrics, tidy, write_metrics
 from shapeshift.run_dir import (
     CHECKPOINT_DIR,
     ERROR_FILE,
     METRICS_FILE,
     RECORD_FILE,
     RunMismatch,
+    arch_name,
+    aug_label,
     check_reuse,
     checkpoint_file,
     digest,
     fingerprint_keys,
     is_finished,
     new_record,
+    read_metrics,
+    record_failure,
+    tidy,
     write_json,
+    write_metrics,
 )
 from shapeshift.runtime import fast_cpu_math
 from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
-register_schemas()
-fast_cpu_math()
+fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
 
 
 class Interrupted(RuntimeError):
@@ -63,15 +66,15 @@ class Interrupted(RuntimeError):
 
 def run_identity(cfg: DictConfig) -> dict:
     """Arch and aug as the user chose them (the config group option names), and the sweep they belong to."""
-    arch = cfg.arch._target_.rsplit(".", 1)[-1].lower()
-    group = None
+    choices, group = None, None
     if HydraConfig.initialized():
         hc = HydraConfig.get()
-        arch = hc.runtime.choices.get("arch") or arch
+        choices = hc.runtime.choices
         if hc.mode == RunMode.MULTIRUN:
             sweep = Path(hc.sweep.dir)
             group = f"{sweep.parent.name}_{sweep.name}"
-    return {"arch": arch, "aug": aug_label(cfg.aug.name, cfg.aug.magnitude), "seed": int(cfg.seed), "group": group}
+    return {"arch": arch_name(choices, cfg.arch._target_), "aug": aug_label(cfg.aug.name, cfg.aug.magnitude),
+            "seed": int(cfg.seed), "group": group}
 
 
 def torch_threads(cfg: DictConfig) -> int | None:
@@ -193,16 +196,6 @@ def _summary(metrics: dict, out: Path) -> str:
             lines.append(f"  {key:<24} {metrics[key]:.4f}")
     lines.append(f"  results: {out / METRICS_FILE}")
     return "\n".join(lines)
-
-
-def record_failure(out: Path, err: BaseException) -> None:
-    """The failed job's error in its own run dir, so a sweep report can say why it has no results."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-        (out / ERROR_FILE).write_text(f"{type(err).__name__}: {err}\n\n{text}")
-    except OSError:
-        pass
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -10,7 +10,7 @@ from shapeshift.config import ConfigError
 from shapeshift.models.classifier import Classifier
 from shapeshift.models.resnet import ResNet18
 from shapeshift.pipeline import build_backbone
-from tests.conftest import ARCHS
+from tests.helpers import ARCHS
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from shapeshift.config import register_schemas
+import shapeshift.config  # noqa: F401 - stores the schemas the configs compose against
 from shapeshift.data import backgrounds
 from shapeshift.data.augment import build_augmentation
 from shapeshift.data.augment_ops import (
@@ -18,8 +18,6 @@ from shapeshift.data.augment_ops import (
     shape_coverage,
 )
 from shapeshift.data.render import render, sample_params
-
-register_schemas()  # train.py does this at import; these tests compose without importing it
 
 
 def shapes(n_per_class: int = 8, size: int = 64, seed: int = 0):

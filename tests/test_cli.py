@@ -1,17 +1,13 @@
 """The commands as users type them, in a subprocess (each pays ~5 s of imports: keep these few)."""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.helpers import run_cli
 
 
 def run(args: list[str], cache_dir: Path, **env) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "WANDB_MODE": "disabled", "SHAPESHIFT_CACHE": str(cache_dir), **env}
-    return subprocess.run([sys.executable, "-m", "shapeshift.train", *args], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, timeout=600)
+    return run_cli("train", args, cache_dir, **env)
 
 
 def test_the_users_multirun_command(tmp_path, cache_dir):

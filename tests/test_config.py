@@ -3,7 +3,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
 from shapeshift.config import ConfigError, validate
-from tests.conftest import ARCHS, AUGS
+from tests.helpers import ARCHS, AUGS
 
 
 def test_the_five_study_architectures_are_registered():
@@ -56,7 +56,7 @@ def test_non_positive_sizes_are_refused(override, cfg_factory):
 @pytest.mark.parametrize("aug", ["basic", "strong"])
 def test_aug_magnitude_scales_the_preset_ranges(aug, cfg_factory):
     from shapeshift.data.augment import build_augmentation
-    from shapeshift.results import aug_label
+    from shapeshift.run_dir import aug_label
 
     def affine(magnitude):
         cfg = cfg_factory(f"aug={aug}", f"aug.magnitude={magnitude}")

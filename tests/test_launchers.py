@@ -2,21 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import run_cli
 
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 
 
 def shapeshift(args, cache_dir, timeout=600):
-    env = {**os.environ, "WANDB_MODE": "disabled", "SHAPESHIFT_CACHE": str(cache_dir)}
-    return subprocess.run([sys.executable, "-m", "shapeshift.train", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_cli("train", args, cache_dir, timeout)
 
 
 def finished(sweep):

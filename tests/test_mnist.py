@@ -1,10 +1,7 @@
 """`data=mnist`: IDX files the test writes itself are read exactly; a folder without them fails in one line."""
 
 import gzip
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -12,12 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from shapeshift.config import ConfigError, register_schemas, validate
+from shapeshift.config import ConfigError, validate
 from shapeshift.data.augment import build_augmentation
 from shapeshift.data.mnist import FILES, MnistDataModule, find_file, read_idx
-from tests.conftest import ROOT
-
-register_schemas()  # train.py does this at import; these tests compose without importing it
+from tests.helpers import run_cli
 
 N_TRAIN_PER_DIGIT, N_TEST_PER_DIGIT = 30, 10
 ALL_FILES = [name for pair in FILES.values() for name in pair]
@@ -196,10 +191,8 @@ def test_data_mnist_composes_for_every_arch(cfg_factory, mnist):
 
 
 def test_cli_names_the_missing_files(tmp_path, cache_dir):
-    env = {**os.environ, "WANDB_MODE": "disabled", "SHAPESHIFT_CACHE": str(cache_dir)}
-    proc = subprocess.run([sys.executable, "-m", "shapeshift.train", "data=mnist", f"data.root={tmp_path}",
-                           "arch=maxpool", "debug=smoke", "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli("train", ["data=mnist", f"data.root={tmp_path}", "arch=maxpool", "debug=smoke", "logger=none",
+                             f"hydra.run.dir={tmp_path / 'run'}"], cache_dir)
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if "config error" in line]
     assert len(lines) == 1 and all(name in lines[0] for name in ALL_FILES), proc.stderr[-3000:]
@@ -216,3 +209,35 @@ def test_maxpool_trains_on_mnist(cfg_factory, mnist, tmp_path):
     assert 0.0 <= metrics["test/iid/acc"] <= 1.0
     assert (tmp_path / "run" / "metrics.json").is_file()
     assert not any(k.startswith("test/position") for k in metrics)
+
+
+def test_a_one_channel_ten_class_run_is_audited(cfg_factory, mnist, tmp_path):
+    """The audit reads what the run's data module says its images are: grey, ten digit classes."""
+    import csv
+
+    from PIL import Image
+
+    from shapeshift.audit import audit
+    from shapeshift.train import train
+    from tests.helpers import save_job_config
+
+    root, _, (images, labels) = mnist
+    run_dir = tmp_path / "run"
+    cfg = cfg_factory("data=mnist", f"data.root={root}", "arch=maxpool", "debug=smoke", "logger=none",
+                      "trainer.max_epochs=3", output_dir=run_dir)
+    train(cfg)
+    save_job_config(cfg, run_dir)
+    folder = tmp_path / "field"
+    folder.mkdir()
+    for i in range(12):  # grey digits at another size, and one colour photo-like image
+        Image.fromarray(images[i]).resize((56, 56)).save(folder / f"digit_{i:02d}_{labels[i]}.png")
+    Image.fromarray(np.dstack([images[0], images[1], images[2]])).save(folder / "colour.png")
+
+    result = audit(str(run_dir), str(folder))
+    rows = list(csv.DictReader((result["out"] / "audit.csv").read_text().splitlines()))
+    assert len(rows) == 13 and result["skipped"] == []
+    assert {r["predicted_class"] for r in rows} <= {str(d) for d in range(10)}
+    assert set(result["classes"]) == {str(d) for d in range(10)} and sum(result["classes"].values()) == 13
+    for r in rows:
+        assert 0.1 <= float(r["confidence"]) <= 1.0  # max of a 10-class softmax is at least 1/10
+    assert (result["out"] / "contact_sheet.png").stat().st_size > 1000

@@ -1,8 +1,6 @@
 """Never lose work: resume, idempotent reruns, failure records, a safe cache, clear errors."""
 
 import json
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -12,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from shapeshift.data.cache import cached
 from shapeshift.run_dir import RunMismatch, read_record
 from shapeshift.train import train
-from tests.conftest import ROOT
+from tests.helpers import run_cli
 
 SMALL = ["debug=smoke", "logger=none", "arch=cnn", "aug=basic", "trainer.max_epochs=3",
          "data.n_train_per_class=48", "data.batch_size=16"]
@@ -113,9 +111,7 @@ def test_a_corrupted_byte_is_caught_by_the_checksum(tmp_path):
 
 
 def sweep(args, cache_dir, tmp_path):
-    env = {"WANDB_MODE": "disabled", "SHAPESHIFT_CACHE": str(cache_dir), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "shapeshift.train", "-m", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return run_cli("train", ["-m", *args], cache_dir)
 
 
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on_and_reruns_only_it(cache_dir, tmp_path):

@@ -3,16 +3,14 @@
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from shapeshift import report as rp
-from tests.conftest import ROOT
+from shapeshift import reporting as rp
+from shapeshift.report import main as report_main
+from tests.helpers import run_cli
 
 FAMILIES = ("position", "scale")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -175,17 +173,15 @@ def test_several_folders_partial_and_duplicates(tmp_path):
 
 def test_no_runs_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "empty" / "sub").mkdir(parents=True)
-    assert rp.main([str(tmp_path / "empty")]) == 1
+    assert report_main([str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no runs found" in err
-    assert rp.main([str(tmp_path / "nope")]) == 1
+    assert report_main([str(tmp_path / "nope")]) == 1
     assert "is not a directory" in capsys.readouterr().err
 
 
 def test_cli_in_a_subprocess_without_torch(sweep):
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "shapeshift.report", str(sweep)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = run_cli("report", [str(sweep)], timeout=120, PYTHONPROFILEIMPORTTIME="1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["arch", "aug", "n", "iid", "position", "position", "s5", "ood", "mix"]
@@ -244,4 +240,4 @@ def test_min_iid_leaves_out_runs_that_did_not_learn(sweep):
     with (sweep / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 7 and sum(bool(r["left_out"]) for r in rows) == 3  # the CSV keeps every run
-    assert rp.main([str(sweep), "--no-plots", "--min-iid", "0.85"]) == 0
+    assert report_main([str(sweep), "--no-plots", "--min-iid", "0.85"]) == 0

@@ -2,25 +2,15 @@
 
 import itertools
 
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from shapeshift.config import register_schemas, validate
-from tests.conftest import ARCHS, AUGS, CONF
-
-register_schemas()  # train.py does this at import; these tests compose without importing it
+from shapeshift.config import validate
+from tests.helpers import ARCHS, AUGS, compose_train
 
 STUDY_ARCHS = ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"]
 STUDY_AUGS = ["none", "basic", "strong"]
 STUDY_SEEDS = [0, 1, 2]
-
-
-def hydra_cfg(overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("train", overrides=overrides, return_hydra_config=True)
 
 
 def sweep_jobs(command_line: list[str]) -> list[list[str]]:
@@ -28,7 +18,7 @@ def sweep_jobs(command_line: list[str]) -> list[list[str]]:
     `hydra.sweeper.params`, then the command line, parsed and expanded by `split_arguments`."""
     parser = OverridesParser.create()
     # A multirun composes its sweep config without the command line's sweeps (they go to the sweeper).
-    cfg = hydra_cfg([o.input_line for o in parser.parse_overrides(command_line) if not o.is_sweep_override()])
+    cfg = compose_train([o.input_line for o in parser.parse_overrides(command_line) if not o.is_sweep_override()])
     assert cfg.hydra.sweeper._target_ == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
     params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + command_line
     overrides = parser.parse_overrides(params)
@@ -49,7 +39,7 @@ def test_seed_study_is_45_jobs_arch_by_aug_by_seed():
 
 
 def test_seed_study_sweep_folder_and_job_names():
-    cfg = hydra_cfg(["experiment=seed_study"])
+    cfg = compose_train(["experiment=seed_study"])
     assert "/seed_study-" in cfg.hydra.sweep.dir
     # `experiment` is left out of the job folder names: 0_arch=cnn,aug=none,seed=0, ...
     assert "experiment" in cfg.hydra.job.config.override_dirname.exclude_keys
@@ -63,7 +53,7 @@ def test_command_line_narrows_or_extends_the_study():
 
 def test_every_job_composes_and_validates():
     for job in sweep_jobs(["experiment=seed_study"]):
-        cfg = hydra_cfg(job)
+        cfg = compose_train(job)
         validate(cfg)
         arch, aug, seed = identity(job)
         assert (cfg.hydra.runtime.choices.arch, cfg.aug.name, cfg.seed) == (arch, aug, seed)
@@ -72,5 +62,5 @@ def test_every_job_composes_and_validates():
 def test_the_gap_strong_follow_up_trains_longer():
     jobs = sweep_jobs(["experiment=seed_study_gap_strong"])
     assert [identity(j) for j in jobs] == [("gap", "strong", s) for s in STUDY_SEEDS]
-    cfg = hydra_cfg(["experiment=seed_study_gap_strong", "arch=gap", "aug=strong"])
+    cfg = compose_train(["experiment=seed_study_gap_strong", "arch=gap", "aug=strong"])
     assert cfg.trainer.max_epochs == 20

@@ -1,8 +1,9 @@
 """What every data module here shares: uint8 arrays in, seeded shuffling and augmentation, one evaluation
 dataset of (image, label, set index), and scaling to [-1, 1] on the device.
 
-A subclass provides `arrays(name)` for `train`, `val` and each name in `test_set_names`, and sets
-`train_transform`, `train_seed`, `batch_size`, `eval_batch_size` and `num_workers`.
+A subclass provides `arrays(name)` for `train`, `val` and each name in `test_set_names`; says what its
+images are (`class_names`, `channels`: the audit and W&B read them, so any data set can be audited); and
+sets `train_transform`, `train_seed`, `batch_size`, `eval_batch_size` and `num_workers`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class EpochShuffle(Sampler[int]):
 
 
 class ArrayDataModule(L.LightningDataModule):
+    class_names: tuple[str, ...] = ()  # index = label
+    channels: int = 3  # images are uint8 (N, H, W, channels)
     train_transform: A.Compose | None = None
     train_seed: int = 0
     batch_size: int = 128

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import albumentations as A
 import numpy as np
 
-from shapeshift.data import backgrounds, shifts
+from shapeshift.data import IID, backgrounds, shifts
 from shapeshift.data.base import ArrayDataModule
 from shapeshift.data.cache import cached
 from shapeshift.data.render import CLASSES, render, sample_params
@@ -16,7 +16,6 @@ from shapeshift.data.render import CLASSES, render, sample_params
 log = logging.getLogger(__name__)
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-IID = "iid"
 MIX = "mix"
 
 
@@ -46,7 +45,7 @@ class ShapesDataModule(ArrayDataModule):
         self.families: dict[str, list] = {k: list(v) for k, v in (self.shift.get("families") or {}).items()}
         shifts.validate_catalog(self.families)
         self.train_transform, self.train_seed = train_transform, train_seed
-        self.num_classes = len(CLASSES)
+        self.class_names, self.num_classes, self.channels = CLASSES, len(CLASSES), 3  # RGB
         self._sets: dict[str, dict[str, np.ndarray]] = {}
 
     # -- the sets ---------------------------------------------------------------------------------------

@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from shapeshift.config import ConfigError
+from shapeshift.data import IID
 from shapeshift.data.base import ArrayDataModule
 
-IID = "iid"
 NATIVE_SIZE = 28
 NUM_CLASSES = 10
 CLASS_NAMES = tuple(str(d) for d in range(NUM_CLASSES))

@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 from torchmetrics.functional.classification import binary_auroc
 
-IID = "iid"
+from shapeshift.data import IID
 
 
 def random_translations(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

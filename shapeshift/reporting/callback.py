@@ -8,6 +8,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from shapeshift.reporting import print_summary, report
+
 log = logging.getLogger("shapeshift")
 
 
@@ -18,11 +20,8 @@ class ReportAfterSweep(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled:
             return
-        from shapeshift import report
-
-        args = [str(config.hydra.sweep.dir)] + ([] if self.plots else ["--no-plots"])
         try:
-            report.main(args)
+            print_summary(report([str(config.hydra.sweep.dir)], plots=self.plots))
         except Exception as err:  # noqa: BLE001 - a report problem must not fail a finished sweep
             log.warning("the sweep finished but its report failed (%s); run: python -m shapeshift.report %s",
                         err, config.hydra.sweep.dir)

@@ -12,7 +12,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from shapeshift.report import Group, Run, families_of, gains, set_columns  # noqa: E402
+from shapeshift.reporting.runs import Run  # noqa: E402
+from shapeshift.reporting.tables import Group, families_of, gains, set_columns  # noqa: E402
+from shapeshift.run_dir import severity_points  # noqa: E402
 
 HEATMAP = "heatmap.png"
 GAIN = "aug_gain.png"
@@ -71,12 +73,8 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
     fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True, figsize=(3.0 * ncols, 2.6 * nrows + 0.6))
     for ax, family in zip(axes.flat, families, strict=False):
         for g in rows:
-            points = [(0, g.stats.get("test/iid/acc"))]
-            for key, stat in g.stats.items():
-                m = re.fullmatch(rf"test/{re.escape(family)}/s(\d+)/acc", key)
-                if m:
-                    points.append((int(m[1]), stat))
-            points = sorted((k, s) for k, s in points if s is not None)
+            curve = severity_points(g.stats).get(family, [])
+            points = [(k, s) for k, s in [(0, g.stats.get("test/iid/acc")), *curve] if s is not None]
             if len(points) < 2:
                 continue
             xs = [k for k, _ in points]

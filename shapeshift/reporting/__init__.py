@@ -1,0 +1,53 @@
+"""Reports from run folders alone (metrics.json and the Hydra files): no torch, Lightning or Albumentations.
+
+    runs.py     find and read runs          stats.py    mean and 95% interval over seeds
+    tables.py   groups, gains, columns      writing.py  report.md, results.csv, the terminal table
+    plots.py    heatmap, severity curves, gains         callback.py  the report after every multirun
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from shapeshift.reporting.plots import draw_all
+from shapeshift.reporting.runs import ReportError, Run, collect, leave_out_unlearned
+from shapeshift.reporting.stats import Stat, mean_interval, t_quantile
+from shapeshift.reporting.tables import Group, gains, main_rows, summarize
+from shapeshift.reporting.writing import CSV_FILE, REPORT_FILE, render_markdown, text_table, write_csv
+from shapeshift.run_dir import METRICS_FILE
+
+__all__ = ["Group", "ReportError", "Run", "Stat", "collect", "gains", "main_rows", "mean_interval",
+           "print_summary", "report", "summarize", "t_quantile"]
+
+
+def report(roots: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None,
+           plots: bool = True, min_iid: float | None = None) -> dict:
+    """Write report.md, results.csv and the plots into `out_dir` (default: the first root)."""
+    roots = [str(r) for r in roots]
+    runs = collect(roots)
+    if min_iid is not None:
+        leave_out_unlearned(runs, min_iid)
+    groups = summarize(runs)
+    out = Path(out_dir or roots[0])
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / CSV_FILE, runs)
+    drawn, skipped = draw_all(out, groups, runs) if plots and groups else ({}, {})
+    (out / REPORT_FILE).write_text(render_markdown(roots, runs, groups, drawn, skipped))
+    return {"runs": runs, "groups": groups, "out": out, "plots": drawn, "skipped": skipped}
+
+
+def print_summary(result: dict) -> None:
+    """The main table, what is missing or left out, and the files written."""
+    runs, groups, out = result["runs"], result["groups"], result["out"]
+    missing = [r for r in runs if not r.finished]
+    print(text_table(*main_rows(groups)) if groups else "no run has finished yet")
+    print(f"\n{len(runs)} runs, {len(runs) - len(missing)} finished, {len(missing)} without {METRICS_FILE}")
+    for r in missing:
+        print(f"  missing: {r.path}  ({r.problem})")
+    for r in runs:
+        if r.left_out:
+            print(f"  left out: {r.path}  ({r.left_out})")
+    written = [out / REPORT_FILE, out / CSV_FILE, *(out / name for name in result["plots"].values())]
+    print("wrote " + ", ".join(str(p) for p in written))

@@ -1,0 +1,169 @@
+"""Runs grouped by arch x aug: each metric's mean and interval, augmentation gains, and the columns and
+rows of the report's tables in reading order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shapeshift.reporting.runs import Run
+from shapeshift.reporting.stats import Stat, mean_interval
+from shapeshift.run_dir import SEVERITY_KEY, SUMMARY_SETS, is_number
+
+ARCH_ORDER = ("cnn", "maxpool", "gap", "resnet18", "resnet18_aa")
+AUG_ORDER = ("none", "basic", "strong")
+IDENTITY = ("arch", "aug", "seed", "epochs")
+MAIN_COLUMNS = (  # (header, metrics key) of the terminal and report's main table
+    ("iid", "test/iid/acc"),
+    ("position", "test/position/acc"),
+    ("position s5", "test/position/s5/acc"),
+    ("ood", "test/ood/acc"),
+    ("mix", "test/mix/acc"),
+)
+
+
+def _rank(value: str, order: Sequence[str]) -> tuple:
+    return (order.index(value), "") if value in order else (len(order), value)
+
+
+def group_key_order(key: tuple[str, str]) -> tuple:
+    return (_rank(key[0], ARCH_ORDER), _rank(key[1], AUG_ORDER))
+
+
+def families_of(runs: Sequence[Run]) -> list[str]:
+    """Families in the catalog's order (from the runs' configs), then any others alphabetically."""
+    order: list[str] = []
+    for run in runs:
+        order += [f for f in run.families if f not in order]
+    seen = set()
+    for run in runs:
+        for key in run.metrics or {}:
+            m = SEVERITY_KEY.match(key)
+            parts = key.split("/")
+            if m:
+                seen.add(m["family"])
+            elif len(parts) == 3 and parts[0] == "test" and parts[2] == "acc" and parts[1] not in SUMMARY_SETS:
+                seen.add(parts[1])  # a family's mean
+    return [f for f in order if f in seen] + sorted(seen - set(order))
+
+
+def metric_keys(runs: Sequence[Run]) -> list[str]:
+    """Every numeric metric of any finished run, in a reading order: val, test (i.i.d., families, mix,
+    o.o.d., others), time, then anything else."""
+    keys = {k for run in runs for k, v in (run.metrics or {}).items() if k not in IDENTITY and is_number(v)}
+    families = families_of(runs)
+
+    def order(key: str) -> tuple:
+        if key.startswith("val/"):
+            return (0, key)
+        if key.startswith("test/"):
+            name = key.split("/")[1]
+            if name == "iid":
+                return (1, 0, key)
+            if name in families:
+                sev = SEVERITY_KEY.match(key)
+                return (1, 1, families.index(name), int(sev["severity"]) if sev else 0, key)
+            if name == "mix":
+                return (1, 2, key)
+            if name.startswith("ood"):
+                return (1, 3, key)
+            return (1, 4, key)
+        if key.startswith("time/"):
+            return (2, key)
+        return (3, key)
+
+    return sorted(keys, key=order)
+
+
+@dataclass
+class Group:
+    arch: str
+    aug: str
+    runs: list[Run]
+    stats: dict[str, Stat]
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list:
+        return sorted((r.seed for r in self.runs), key=lambda s: (s is None, s))
+
+
+def summarize(runs: Sequence[Run]) -> list[Group]:
+    """Compared runs grouped by arch x aug, each metric's mean and 95% interval over the group's runs."""
+    finished = [r for r in runs if r.compared]
+    keys = metric_keys(finished)
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in finished:
+        groups.setdefault(run.group, []).append(run)
+    out = []
+    for key in sorted(groups, key=group_key_order):
+        members = groups[key]
+        stats = {m: s for m in keys if (s := mean_interval(r.metrics.get(m) for r in members)) is not None}
+        out.append(Group(key[0], key[1], members, stats))
+    return out
+
+
+def gains(groups: Sequence[Group], metric: str = "test/ood/acc", baseline: str = "none") -> list[dict]:
+    """Each augmentation's gain over `baseline` for the same arch: the difference of the means, and a
+    95% interval over the seeds both groups share (paired by seed), when two or more are shared."""
+    by_key = {(g.arch, g.aug): g for g in groups}
+    rows = []
+    for g in groups:
+        base = by_key.get((g.arch, baseline))
+        if g.aug == baseline or base is None or metric not in g.stats or metric not in base.stats:
+            continue
+        base_by_seed = {r.seed: r.metrics.get(metric) for r in base.runs if r.seed is not None}
+        diffs = [r.metrics.get(metric) - base_by_seed[r.seed] for r in g.runs
+                 if r.seed in base_by_seed and is_number(r.metrics.get(metric)) and is_number(base_by_seed[r.seed])]
+        rows.append({"arch": g.arch, "aug": g.aug, "gain": g.stats[metric].mean - base.stats[metric].mean,
+                     "paired": mean_interval(diffs)})
+    return rows
+
+
+def set_columns(groups: Sequence[Group], runs: Sequence[Run]) -> list[tuple[str, str]]:
+    """(header, key) of the evaluation sets: i.i.d., each family's mean, mix, o.o.d."""
+    keys = {k for g in groups for k in g.stats}
+    cols = [("iid", "test/iid/acc")]
+    cols += [(f, f"test/{f}/acc") for f in families_of(runs)]
+    cols += [("mix", "test/mix/acc"), ("ood", "test/ood/acc")]
+    return [(h, k) for h, k in cols if k in keys]
+
+
+def extra_keys(groups: Sequence[Group]) -> list[str]:
+    """test/ metrics other than accuracies (ece, auroc, consistency, ...) and the o.o.d./i.i.d. ratio."""
+    keys: list[str] = []
+    for g in groups:
+        keys += [k for k in g.stats if k.startswith("test/") and not k.endswith("/acc") and k not in keys]
+    return keys
+
+
+def cells(group: Group, keys: Sequence[str]) -> list[str]:
+    return [group.stats[k].cell() if k in group.stats else "" for k in keys]
+
+
+def main_rows(groups: Sequence[Group]) -> tuple[list[str], list[list[str]]]:
+    header = ["arch", "aug", "n", *(h for h, _ in MAIN_COLUMNS)]
+    rows = [[g.arch, g.aug, str(g.n), *cells(g, [k for _, k in MAIN_COLUMNS])] for g in groups]
+    return header, rows
+
+
+def notes(runs: Sequence[Run]) -> list[str]:
+    """Things that would make a mean misleading: a seed counted twice, one group on several data sets."""
+    out = []
+    seen: dict[tuple, list[Run]] = {}
+    data: dict[tuple, set] = {}
+    for r in runs:
+        if r.compared:
+            seen.setdefault((*r.group, r.seed), []).append(r)
+            data.setdefault(r.group, set()).add(r.data or "?")
+    for (arch, aug, seed), members in seen.items():
+        if len(members) > 1 and seed is not None:
+            where = ", ".join(f"`{m.path}`" for m in members)
+            out.append(f"arch={arch} aug={aug} seed={seed} appears in {len(members)} runs (each counted): {where}")
+    for (arch, aug), names in data.items():
+        if len(names) > 1:
+            out.append(f"arch={arch} aug={aug} mixes runs on data {sorted(names)}")
+    return out

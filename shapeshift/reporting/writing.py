@@ -1,0 +1,139 @@
+"""The report's files and terminal table: report.md, results.csv, and a plain-text main table."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from shapeshift.reporting.runs import Run
+from shapeshift.reporting.stats import NO_INTERVAL
+from shapeshift.reporting.tables import (
+    Group,
+    cells,
+    extra_keys,
+    gains,
+    main_rows,
+    metric_keys,
+    notes,
+    set_columns,
+)
+from shapeshift.run_dir import METRICS_FILE, is_number
+
+REPORT_FILE = "report.md"
+CSV_FILE = "results.csv"
+EVALUATED = ("eval/checkpoint", "eval/epoch", "eval/step")  # which weights a row's metrics describe
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*row) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _chunks(items: Sequence, most: int) -> list[Sequence]:
+    """Split a wide table into tables of at most `most` columns, as even as possible."""
+    if not items:
+        return []
+    size = math.ceil(len(items) / math.ceil(len(items) / most))
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
+    """One row per finished run: where it is, who it is, which weights were evaluated, every numeric metric,
+    the checkpoint, and why it was left out of the comparison (empty when compared)."""
+    finished = [r for r in runs if r.finished]
+    keys = [k for k in metric_keys(finished) if k not in EVALUATED]
+    columns = ["run_dir", "arch", "aug", "seed", "data", "epochs", *EVALUATED, *keys, "checkpoint", "left_out"]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for r in finished:
+            m = r.metrics
+            writer.writerow([str(r.path), r.arch, r.aug, "" if r.seed is None else r.seed, r.data or "",
+                             m.get("epochs", ""), *(m.get(k, "") for k in EVALUATED),
+                             *(m[k] if is_number(m.get(k)) else "" for k in keys),
+                             m.get("checkpoint") or "", r.left_out or ""])
+    return columns
+
+
+def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
+    lines = ["## Main table", "", markdown_table(*main_rows(groups)), ""]
+    cols = set_columns(groups, runs)
+    if cols:
+        lines += ["## Every evaluation set (accuracy)", ""]
+        for part in _chunks(cols, 7):
+            header = ["arch", "aug", "n", *(h for h, _ in part)]
+            rows = [[g.arch, g.aug, str(g.n), *cells(g, [k for _, k in part])] for g in groups]
+            lines += [markdown_table(header, rows), ""]
+    gain_rows = gains(groups)
+    if gain_rows:
+        lines += ["## Gain of each augmentation over `none` (test/ood/acc)", "",
+                  "Difference of the group means; the interval is over the seeds both groups share "
+                  "(paired by seed).", ""]
+        rows = [[g["arch"], g["aug"], f"{g['gain']:+.3f}",
+                 g["paired"].cell() if g["paired"] else "", str(g["paired"].n if g["paired"] else 0)]
+                for g in gain_rows]
+        lines += [markdown_table(["arch", "aug", "gain", "paired gain", "pairs"], rows), ""]
+    extras = extra_keys(groups)
+    if extras:
+        lines += ["## Other test metrics", ""]
+        for part in _chunks(extras, 5):
+            header = ["arch", "aug", "n", *(k.removeprefix("test/") for k in part)]
+            rows = [[g.arch, g.aug, str(g.n), *cells(g, part)] for g in groups]
+            lines += [markdown_table(header, rows), ""]
+    lines += ["## Seeds", "", markdown_table(
+        ["arch", "aug", "seeds"],
+        [[g.arch, g.aug, ", ".join("?" if s is None else str(s) for s in g.seeds)] for g in groups]), ""]
+    return lines
+
+
+def _seed(r: Run) -> str:
+    return "?" if r.seed is None else str(r.seed)
+
+
+def render_markdown(roots: Sequence[str], runs: Sequence[Run], groups: Sequence[Group],
+                    plots: dict[str, str], skipped: dict[str, str]) -> str:
+    finished = [r for r in runs if r.finished]
+    missing = [r for r in runs if not r.finished]
+    lines = ["# shapeshift report", ""]
+    lines.append("Runs from " + ", ".join(f"`{r}`" for r in roots)
+                 + f": {len(runs)} found, {len(finished)} finished, {len(missing)} without {METRICS_FILE}.")
+    lines += ["", "Cells are the mean over seeds ± the half-width of a 95% Student-t interval "
+              f"(t(0.975, n-1) · sd / √n); n = 1 has no interval ({NO_INTERVAL}). Accuracies are fractions.",
+              "`position` is the family's mean over severities 1-5; `position s5` the shapes in the opposite "
+              "quadrants; `ood` the mean over every family and severity.", ""]
+    lines += _group_tables(groups, runs) if groups else ["No run has finished yet.", ""]
+    if plots or skipped:
+        lines += ["## Plots", ""]
+        for title, name in plots.items():
+            lines += [f"### {title}", "", f"![{title}]({name})", ""]
+        lines += [f"- {name}: not drawn ({why})" for name, why in skipped.items()]
+        lines += [""] if skipped else []
+    left_out = [r for r in runs if r.left_out]
+    if left_out:
+        lines += [f"## Left out: did not learn the i.i.d. task ({len(left_out)})", "",
+                  "Finished, but below the i.i.d. accuracy the report was asked to require (`--min-iid`): "
+                  "not in any table or plot above; their rows are in the CSV.", "", markdown_table(
+                      ["run", "arch", "aug", "seed", "epochs", "why"],
+                      [[f"`{r.path}`", r.arch or "?", r.aug or "?", _seed(r), str(r.metrics.get("epochs", "?")),
+                        r.left_out] for r in left_out]), ""]
+    if missing:
+        lines += [f"## Runs without {METRICS_FILE} ({len(missing)})", "", markdown_table(
+            ["run", "arch", "aug", "seed", "why"],
+            [[f"`{r.path}`", r.arch or "?", r.aug or "?", _seed(r), (r.problem or "").replace("|", "\\|")]
+             for r in missing]), ""]
+    warn = notes(runs)
+    if warn:
+        lines += ["## Notes", "", *(f"- {w}" for w in warn), ""]
+    lines += [f"Every run's numbers: [`{CSV_FILE}`]({CSV_FILE}).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,55 @@
+"""A trained run, loaded back: its own saved config, and its classifier with the evaluated weights.
+
+Used by the commands that work on finished runs (`evaluate`, `audit`); a run is always rebuilt from its
+own `.hydra/config.yaml`, never from today's defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from shapeshift.config import ConfigError, TrainConfig
+from shapeshift.models.classifier import Classifier
+from shapeshift.pipeline import build_backbone, build_classifier
+from shapeshift.run_dir import CONFIG_FILE, checkpoint_file, is_finished, read_metrics, read_run
+
+
+class RunError(ConfigError):
+    """A run that cannot be loaded: no config, no checkpoint, a corrupt checkpoint."""
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The run's saved config over today's schema defaults (a run older than a new key still loads)."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no saved config ({CONFIG_FILE})")
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
+    with open_dict(cfg):
+        cfg.output_dir = str(run_dir)  # saved as ${hydra:runtime.output_dir}, which only Hydra resolves
+    return cfg
+
+
+def checkpoint_path(run_dir: Path, cfg: DictConfig) -> Path:
+    """The weights the run's metrics describe; for an unfinished run, those its config would evaluate."""
+    saved = read_metrics(run_dir).get("checkpoint") if is_finished(run_dir) else None
+    return run_dir / saved if saved else checkpoint_file(run_dir, cfg.eval.checkpoint)
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise RunError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as err:  # noqa: BLE001 - any failure to unpickle means the file cannot be trusted
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise RunError(f"checkpoint {path} is unreadable ({type(err).__name__}: {first})") from err
+
+
+def load_model(run_dir: Path, cfg: DictConfig, test_set_names: list[str]) -> Classifier:
+    """The run's classifier with its checkpoint's weights, in eval mode."""
+    model = build_classifier(cfg, build_backbone(cfg, read_run(run_dir).arch or "?"), test_set_names)
+    model.load_state_dict(load_state_dict(checkpoint_path(run_dir, cfg)))
+    return model.eval()

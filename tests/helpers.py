@@ -1,0 +1,78 @@
+"""Test plumbing shared by the suite: composing configs as the CLI does, and running the CLI itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import shapeshift.config  # noqa: F401 - stores the schemas the configs compose against
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+ARCHS = sorted(p.stem for p in (CONF / "arch").glob("*.yaml"))
+AUGS = sorted(p.stem for p in (CONF / "aug").glob("*.yaml"))
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    """`conf/train.yaml` composed as the CLI would, the `hydra` node included."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=True)
+
+
+def make_cfg(overrides: list[str], output_dir: Path, cache: Path) -> DictConfig:
+    """A job config as `train(cfg)` receives it, with outputs and cache in temporary folders."""
+    cfg = compose_train(overrides)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra  # a real run's job config has no hydra node either
+        cfg.output_dir = str(output_dir)
+        cfg.data.cache_dir = str(cache)
+    return cfg
+
+
+def save_job_config(cfg: DictConfig, run_dir: Path) -> None:
+    """`.hydra/config.yaml`, as Hydra writes it for a CLI run: what `evaluate` and `audit` rebuild from."""
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
+
+
+def run_cli(module: str, args: list[str], cache_dir: Path | None = None, timeout: int = 600,
+            **env: str) -> subprocess.CompletedProcess:
+    """`python -m shapeshift.<module> <args>` from the repository root, W&B disabled (~5 s of imports each)."""
+    environ = {**os.environ, "WANDB_MODE": "disabled", **env}
+    if cache_dir is not None:
+        environ["SHAPESHIFT_CACHE"] = str(cache_dir)
+    return subprocess.run([sys.executable, "-m", f"shapeshift.{module}", *args], cwd=ROOT, env=environ,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_metrics_consistent(metrics: dict, set_sizes: dict[str, int] | None = None) -> None:
+    """Invariants every metrics.json obeys: a family's mean is the mean of its five severities, `ood` the
+    mean over every family and severity (per metric); an accuracy on n images is a multiple of 1/n."""
+    from shapeshift.run_dir import SEVERITY_KEY
+
+    per_family: dict[tuple[str, str], list[float]] = {}
+    for key, value in metrics.items():
+        if (m := SEVERITY_KEY.match(key)) and value is not None:
+            per_family.setdefault((m["family"], m["metric"]), []).append(value)
+    assert per_family, "no per-severity metric"
+    every: dict[str, list[float]] = {}
+    for (family, metric), values in per_family.items():
+        assert len(values) == 5, (family, metric)
+        assert metrics[f"test/{family}/{metric}"] == pytest.approx(sum(values) / 5, abs=2e-6), (family, metric)
+        every.setdefault(metric, []).extend(values)
+    for metric, values in every.items():
+        assert metrics[f"test/ood/{metric}"] == pytest.approx(sum(values) / len(values), abs=2e-6), metric
+    assert metrics["test/ood_iid_ratio"] == pytest.approx(metrics["test/ood/acc"] / metrics["test/iid/acc"], abs=1e-5)
+    for name, n in (set_sizes or {}).items():
+        correct = metrics[f"test/{name}/acc"] * n
+        assert correct == pytest.approx(round(correct), abs=1e-3), (name, metrics[f"test/{name}/acc"], n)
