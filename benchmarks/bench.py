@@ -38,11 +38,12 @@ from lightning.pytorch.callbacks import Callback  # noqa: E402
 from omegaconf import OmegaConf, open_dict  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from shapeshift.config import register_schemas  # noqa: E402
+import shapeshift.config  # noqa: E402,F401 - the schemas the configs compose against
 from shapeshift.data import shifts  # noqa: E402
 from shapeshift.data.render import render, sample_params  # noqa: E402
 from shapeshift.loggers import silence_known_noise  # noqa: E402
 from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule  # noqa: E402
+from shapeshift.runtime import choose_precision  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"]
@@ -57,12 +58,12 @@ def emit(line: str) -> None:
 
 def config(*overrides: str, cache: str):
     GlobalHydra.instance().clear()
-    register_schemas()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["logger=none", f"trainer={TRAINER}", *overrides])
     with open_dict(cfg):
         cfg.output_dir = tempfile.mkdtemp(prefix="bench-run-")
         cfg.data.cache_dir = cache
+        cfg.trainer.precision = choose_precision(cfg.trainer.precision, cfg.trainer.accelerator)[0]  # as train does
     return cfg
 
 

@@ -13,6 +13,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+# The detectors' names, kept here so composing a config needs no torch (shapeshift/qc/detectors.py).
+DETECTORS = ("msp", "energy", "mahalanobis", "mahalanobis_spatial", "mahalanobis_stages", "knn", "knn_spatial",
+             "knn_stages")
+
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message is one line naming the problem and the choices."""
@@ -64,7 +68,7 @@ class TrainerConfig:
     devices: Any = "auto"
     strategy: Any = "auto"
     num_nodes: int = 1
-    precision: Any = "32-true"
+    precision: Any = "auto"  # bf16-mixed where the hardware has native bf16, else 32-true; or any Lightning value
     max_epochs: int = 5
     min_epochs: int | None = None
     max_steps: int = -1
@@ -98,6 +102,14 @@ class EvalConfig:
 
 
 @dataclass
+class QCConfig:
+    detectors: list[str] = field(default_factory=lambda: list(DETECTORS))  # fitted on training features
+    gate: str = "mahalanobis_stages"  # the detector that accepts or flags images (audit, coverage, accepted_acc)
+    keep: float = 0.95  # share of i.i.d. validation images the gate accepts: sets its threshold
+    k: int = 10  # the k of the nearest-neighbour detectors
+
+
+@dataclass
 class TrainConfig:
     seed: int = 0
     output_dir: str = MISSING
@@ -110,6 +122,7 @@ class TrainConfig:
     scheduler: Any = None
     logger: Any = None
     eval: EvalConfig = field(default_factory=EvalConfig)
+    qc: QCConfig = field(default_factory=QCConfig)
     torch_threads: int | None = None
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU and on GPU
     force: bool = False  # rerun a finished run (its metrics.json exists) instead of skipping it
@@ -184,5 +197,12 @@ def validate(cfg: DictConfig) -> None:
             )
     if cfg.eval.checkpoint not in ("last", "best"):
         raise ConfigError(f"eval.checkpoint must be last or best, got {cfg.eval.checkpoint!r}")
+    unknown = [d for d in cfg.qc.detectors if d not in DETECTORS]
+    if unknown:
+        raise ConfigError(f"qc.detectors: unknown {unknown}; choose from {', '.join(DETECTORS)}")
+    if cfg.qc.detectors and cfg.qc.gate not in cfg.qc.detectors:
+        raise ConfigError(f"qc.gate={cfg.qc.gate} must be one of qc.detectors {list(cfg.qc.detectors)}")
+    if not 0 < cfg.qc.keep < 1 or cfg.qc.k < 1:
+        raise ConfigError(f"qc.keep must be in (0, 1) and qc.k >= 1, got keep={cfg.qc.keep}, k={cfg.qc.k}")
     if not isinstance(cfg.arch, DictConfig) or "_target_" not in cfg.arch:
         raise ConfigError("arch must be a config with a _target_ (choose a file from conf/arch/)")

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from shapeshift.config import ConfigError
 from shapeshift.data import shifts
 from shapeshift.loggers import silence_known_noise
-from shapeshift.pipeline import build_datamodule, test_metrics
+from shapeshift.pipeline import build_datamodule, quality_control, test_metrics
 from shapeshift.restore import RunError, checkpoint_path, load_model, load_run_config
 from shapeshift.run_dir import METRICS_FILE, find_runs, tidy, write_metrics
 from shapeshift.runtime import fast_cpu_math
@@ -42,8 +42,10 @@ def evaluate_run(run_dir: Path, shift: DictConfig, families: list[str] | None, o
         cfg.shift.families = selected
     datamodule = build_datamodule(cfg, augment=False)
     model = load_model(run_dir, cfg, datamodule.test_set_names)
+    # The run's own precision and detectors (loaded from qc.pt, or fitted for runs made before it existed).
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, deterministic=True, default_root_dir=str(run_dir))
+                        enable_model_summary=False, deterministic=True, default_root_dir=str(run_dir),
+                        precision=cfg.trainer.precision, callbacks=quality_control(cfg, str(run_dir)))
     t0 = time.perf_counter()
     metrics = test_metrics(trainer, model, datamodule)
     metrics.update({"checkpoint": str(checkpoint_path(run_dir, cfg).relative_to(run_dir)),

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from shapeshift.config import ConfigError
 from shapeshift.data.augment import build_augmentation
 from shapeshift.models.classifier import Classifier
+from shapeshift.qc.callback import QualityControl
 from shapeshift.run_dir import aggregate
 
 
@@ -45,6 +46,12 @@ def build_classifier(cfg: DictConfig, backbone: torch.nn.Module, test_set_names:
         consistency_seed=cfg.seed,
         channels_last=cfg.get("channels_last", False),
     )
+
+
+def quality_control(cfg: DictConfig, run_dir: str | None) -> list[QualityControl]:
+    """The callback that fits the run's o.o.d. detectors before its test (none when qc.detectors is empty)."""
+    qc = cfg.qc
+    return [QualityControl(list(qc.detectors), qc.gate, qc.keep, qc.k, run_dir)] if qc.detectors else []
 
 
 def test_metrics(trainer, model: Classifier, datamodule, ckpt_path: str | None = None) -> dict[str, float]:

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from shapeshift.reporting import ReportError, print_summary, report
+from shapeshift.run_dir import METRICS_FILE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,9 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-plots", action="store_true", help="tables and CSV only")
     parser.add_argument("--min-iid", type=float, metavar="ACC",
                         help="leave out runs whose i.i.d. test accuracy is below ACC (e.g. 0.97): like with like")
+    parser.add_argument("--metrics", default=METRICS_FILE, metavar="FILE",
+                        help="each run's results file: metrics.json (training), or evaluation.json written by "
+                             "`shapeshift.evaluate` (re-evaluated checkpoints)")
     args = parser.parse_args(argv)
     try:
-        result = report(args.dirs, args.out, plots=not args.no_plots, min_iid=args.min_iid)
+        result = report(args.dirs, args.out, plots=not args.no_plots, min_iid=args.min_iid, metrics_file=args.metrics)
     except ReportError as err:
         print(f"shapeshift report: {err}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ from shapeshift.config import ConfigError, TrainConfig
 from shapeshift.models.classifier import Classifier
 from shapeshift.pipeline import build_backbone, build_classifier
 from shapeshift.run_dir import CONFIG_FILE, checkpoint_file, is_finished, read_metrics, read_run
+from shapeshift.runtime import AUTO, choose_precision
 
 
 class RunError(ConfigError):
@@ -29,6 +30,9 @@ def load_run_config(run_dir: Path) -> DictConfig:
     cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
     with open_dict(cfg):
         cfg.output_dir = str(run_dir)  # saved as ${hydra:runtime.output_dir}, which only Hydra resolves
+        if cfg.trainer.precision == AUTO:  # the precision the run used, else what this machine would choose
+            ran = read_metrics(run_dir).get("precision") if is_finished(run_dir) else None
+            cfg.trainer.precision = ran or choose_precision(AUTO, cfg.trainer.accelerator)[0]
     return cfg
 
 
@@ -38,11 +42,11 @@ def checkpoint_path(run_dir: Path, cfg: DictConfig) -> Path:
     return run_dir / saved if saved else checkpoint_file(run_dir, cfg.eval.checkpoint)
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def load_checkpoint(path: Path) -> dict:
     if not path.is_file():
         raise RunError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to unpickle means the file cannot be trusted
         first = (str(err).strip().splitlines() or [""])[0][:200]
         raise RunError(f"checkpoint {path} is unreadable ({type(err).__name__}: {first})") from err
@@ -51,5 +55,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_model(run_dir: Path, cfg: DictConfig, test_set_names: list[str]) -> Classifier:
     """The run's classifier with its checkpoint's weights, in eval mode."""
     model = build_classifier(cfg, build_backbone(cfg, read_run(run_dir).arch or "?"), test_set_names)
-    model.load_state_dict(load_state_dict(checkpoint_path(run_dir, cfg)))
+    checkpoint = load_checkpoint(checkpoint_path(run_dir, cfg))
+    model.load_state_dict(checkpoint["state_dict"])
+    model.on_load_checkpoint(checkpoint)  # records which epoch and step these weights are
     return model.eval()

@@ -4,6 +4,7 @@ A run folder is made by `shapeshift.train` and read by every other command:
 
     .hydra/config.yaml  the composed config (Hydra's)      run.json           fingerprint, identity, W&B id
     checkpoints/        last.ckpt (newest), best.ckpt      metrics.json       results; written last
+    qc.pt               the fitted o.o.d. detectors        risk_coverage.json the gate's risk vs coverage
     error.txt           why the job failed                 train.log          the run's log
 
 The fingerprint is a digest of every config key that changes what a run computes. A folder that already
@@ -36,6 +37,8 @@ RECORD_FILE = "run.json"
 HYDRA_DIR = ".hydra"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 CHECKPOINT_DIR = "checkpoints"
+QC_FILE = "qc.pt"
+RISK_COVERAGE_FILE = "risk_coverage.json"
 NOT_RUNS = {HYDRA_DIR, "wandb", CHECKPOINT_DIR, "csv", "audit", "__pycache__", ".git"}  # never searched
 SEVERITY_KEY = re.compile(r"^test/(?P<family>[^/]+)/s(?P<severity>\d+)/(?P<metric>.+)$")
 SUMMARY_SETS = {IID, "mix", "ood"}  # set names that are not o.o.d. families
@@ -43,7 +46,7 @@ CHECKPOINTS = ("last", "best")  # eval.checkpoint: the final epoch, or the lowes
 
 # The config sections that decide a run's results (`debug` is a group: its effect shows in data/trainer,
 # and its choice is added below so a smoke run never matches a full one).
-FINGERPRINTED = ("seed", "data", "arch", "aug", "shift", "trainer", "optimizer", "scheduler", "eval")
+FINGERPRINTED = ("seed", "data", "arch", "aug", "shift", "trainer", "optimizer", "scheduler", "eval", "qc")
 # Keys inside those sections that change where or how verbosely a run works, not what it computes.
 NOT_FINGERPRINTED = {
     "data.cache_dir", "data.num_workers", "data.root", "data.eval_batch_size",
@@ -265,6 +268,13 @@ def _yaml(path: Path):
         return None
 
 
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _mapping(value) -> dict:
     return value if isinstance(value, dict) else {}
 
@@ -283,8 +293,9 @@ class RunInfo:
     problem: str | None = None  # why there are no metrics: the error file's first line, or what is missing
 
 
-def read_run(path: Path) -> RunInfo:
-    """Identity from metrics.json, else run.json, else the Hydra files; a broken file is noted, not fatal."""
+def read_run(path: Path, metrics_file: str = METRICS_FILE) -> RunInfo:
+    """Identity from metrics.json, else run.json, else the Hydra files; a broken file is noted, not fatal.
+    `metrics_file`: another results file of the run, such as `shapeshift.evaluate`'s evaluation.json."""
     info = RunInfo(path)
     config = _mapping(_yaml(path / CONFIG_FILE))
     hydra = _mapping(_mapping(_yaml(path / HYDRA_DIR / "hydra.yaml")).get("hydra"))
@@ -298,13 +309,16 @@ def read_run(path: Path) -> RunInfo:
     info.data = choices.get("data")
     families = _mapping(config.get("shift")).get("families")
     info.families = [str(f) for f in families] if isinstance(families, dict) else []
-    if (path / METRICS_FILE).is_file():
+    if (path / metrics_file).is_file():
         try:
-            metrics = read_metrics(path)
+            metrics = read_metrics(path, metrics_file)
+            if metrics_file != METRICS_FILE:  # the run's identity and training facts, then the other results
+                trained = _mapping(_json(path / METRICS_FILE))
+                metrics = {**{k: v for k, v in trained.items() if not k.startswith("test/")}, **_mapping(metrics)}
             if not isinstance(metrics, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as err:
-            info.problem = f"{METRICS_FILE} unreadable: {str(err).splitlines()[0]}"
+            info.problem = f"{metrics_file} unreadable: {str(err).splitlines()[0]}"
         else:
             info.metrics = metrics
             info.arch = str(metrics.get("arch") or info.arch or "?")
@@ -312,5 +326,5 @@ def read_run(path: Path) -> RunInfo:
             if is_number(metrics.get("seed")):
                 info.seed = int(metrics["seed"])
     if info.metrics is None:
-        info.problem = error_line(path) or info.problem or f"no {METRICS_FILE} (unfinished or failed)"
+        info.problem = error_line(path) or info.problem or f"no {metrics_file} (unfinished or failed)"
     return info

@@ -15,3 +15,35 @@ def fast_cpu_math() -> None:
     become 0; nothing else changes.
     """
     torch.set_flush_denormal(True)
+
+
+AUTO = "auto"
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")  # CPU features that compute bf16 matrix products natively
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where unknown. A seam: tests replace it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def choose_precision(precision: str, accelerator: str) -> tuple[str, str]:
+    """(Lightning precision, why): `auto` becomes bf16 autocast where the hardware computes bf16 natively
+    (GPUs with bf16; CPUs with AMX or AVX512-BF16) and fp32 elsewhere; any other value is kept as given."""
+    if str(precision) != AUTO:
+        return str(precision), "set in the config"
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if gpu:
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16-mixed", f"{torch.cuda.get_device_name()} computes bf16 natively"
+        return "32-true", "this GPU has no native bf16"
+    native = sorted(set(BF16_CPU_FLAGS) & cpu_flags())
+    if native:
+        return "bf16-mixed", f"the CPU computes bf16 natively ({', '.join(native)})"
+    return "32-true", "the CPU has no native bf16 (no amx_bf16 or avx512_bf16): bf16 would be emulated, slower"

@@ -28,11 +28,17 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from shapeshift.config import ConfigError, validate
 from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
-from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, test_metrics
+from shapeshift.pipeline import (
+    build_backbone,
+    build_classifier,
+    build_datamodule,
+    quality_control,
+    test_metrics,
+)
 from shapeshift.run_dir import (
     CHECKPOINT_DIR,
     ERROR_FILE,
@@ -53,7 +59,7 @@ from shapeshift.run_dir import (
     write_json,
     write_metrics,
 )
-from shapeshift.runtime import fast_cpu_math
+from shapeshift.runtime import choose_precision, fast_cpu_math
 from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
@@ -98,6 +104,10 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     validate(cfg)
     out = Path(cfg.output_dir)
     ident = run_identity(cfg)
+    precision, why = choose_precision(cfg.trainer.precision, cfg.trainer.accelerator)
+    with open_dict(cfg):
+        cfg.trainer.precision = precision  # resolved before fingerprinting: a run is tied to what it computed
+    log.info("precision %s: %s", precision, why)
     keys = fingerprint_keys(cfg, debug_choice())
     record = None if cfg.force else check_reuse(out, keys)  # RunMismatch: another config's run is never reused
     if record is not None and is_finished(out):
@@ -124,7 +134,8 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     logger = build_logger(cfg, run_name, ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"],
                           run_id=wandb_id)
     trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
-                          callbacks=[*checkpoint_callbacks(ckpt_dir, cfg.eval.checkpoint), *(callbacks or [])],
+                          callbacks=[*checkpoint_callbacks(ckpt_dir, cfg.eval.checkpoint), *quality_control(cfg, out),
+                                     *(callbacks or [])],
                           default_root_dir=str(out))
     resume = checkpoint_file(out, "last")
     try:
@@ -143,7 +154,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         loaded = model.loaded_checkpoint
         metrics.update({
             "arch": ident["arch"], "aug": ident["aug"], "seed": ident["seed"],
-            "epochs": int(trainer.current_epoch), "torch_threads": torch.get_num_threads(),
+            "epochs": int(trainer.current_epoch), "torch_threads": torch.get_num_threads(), "precision": precision,
             "time/data_s": t_data - t0, "time/fit_s": t_fit - t_data, "time/test_s": t_test - t_fit,
             "checkpoint": str(evaluated.relative_to(out)), "eval/checkpoint": cfg.eval.checkpoint,
             "eval/epoch": loaded["epoch"], "eval/step": loaded["step"],
@@ -186,7 +197,8 @@ def evaluation_trainer(trainer: L.Trainer, cfg: DictConfig) -> L.Trainer:
     if trainer.world_size == 1:
         return trainer
     return L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_checkpointing=False,
-                     default_root_dir=trainer.default_root_dir)
+                     default_root_dir=trainer.default_root_dir, precision=cfg.trainer.precision,
+                     callbacks=quality_control(cfg, trainer.default_root_dir))
 
 
 def _summary(metrics: dict, out: Path) -> str:

@@ -241,3 +241,26 @@ def test_min_iid_leaves_out_runs_that_did_not_learn(sweep):
         rows = list(csv.DictReader(f))
     assert len(rows) == 7 and sum(bool(r["left_out"]) for r in rows) == 3  # the CSV keeps every run
     assert report_main([str(sweep), "--no-plots", "--min-iid", "0.85"]) == 0
+
+
+def test_quality_control_table_and_risk_coverage_plot(tmp_path):
+    """Detector AUROCs and the gate's coverage per QC set, mean ± t-interval over seeds; the risk curve."""
+    root = tmp_path / "qc"
+    for seed, auroc in ((0, 0.90), (1, 0.96), (2, 0.99)):
+        m = metrics_for("resnet18", "none", seed, 1.0)
+        m.update({"test/position/s5/auroc/knn": auroc, "test/position/s5/auroc/msp": 0.5,
+                  "test/position/s5/coverage": 0.1 * seed, "test/position/s5/accepted_acc": 0.0,
+                  "test/position/s5/fpr95/knn": 0.3})
+        run = make_run(root, f"{seed}_seed={seed}", "resnet18", "none", seed, m)
+        (run / "risk_coverage.json").write_text(json.dumps(
+            {"set": "mix", "detector": "knn", "coverage": [0.5, 1.0], "risk": [0.0, 0.1 * seed]}))
+    result = rp.report([root])
+    text = (root / "report.md").read_text()
+    mean, half = t_interval([0.90, 0.96, 0.99])
+    row = (f"| resnet18 | none | 3 | {mean:.3f} ± {half:.3f} | 0.500 ± 0.000 | "
+           f"{0.1:.3f} ± {t_interval([0.0, 0.1, 0.2])[1]:.3f} | 0.000 ± 0.000 |")
+    assert "### `position/s5`" in text and "| arch | aug | n | knn | msp | gate coverage | gate accepted acc |" in text
+    assert row in text
+    assert "fpr95" not in text.split("## Quality control")[0]  # detection metrics only in their own tables
+    assert (root / "risk_coverage.png").read_bytes()[:8] == PNG_MAGIC
+    assert "risk_coverage.png" in result["plots"].values()

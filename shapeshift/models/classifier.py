@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
-from torchmetrics.functional.classification import binary_auroc
 
 from shapeshift.data import IID
+from shapeshift.qc.features import tapped
 
 
 def random_translations(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -45,6 +45,7 @@ class Classifier(L.LightningModule):
         self.ece_bins, self.consistency_shift, self.consistency_seed = ece_bins, consistency_shift, consistency_seed
         self.loss = nn.CrossEntropyLoss()
         self.loaded_checkpoint: dict = {}
+        self.attach_qc(None)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.set_test_sets(test_set_names)
@@ -58,7 +59,12 @@ class Classifier(L.LightningModule):
             MulticlassCalibrationError(self.num_classes, n_bins=self.ece_bins, norm="l1") for _ in names
         )
         self.consistency = MeanMetric()
-        self._confidence: list[list[torch.Tensor]] = [[] for _ in names]
+
+    def attach_qc(self, bank) -> None:
+        """A fitted DetectorBank scored in the test loop's own forward pass. Kept out of the module tree:
+        the detectors are no part of the weights (nor of the checkpoint's state dict)."""
+        self.__dict__["qc"] = bank
+        self.__dict__["qc_curves"] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x.contiguous(memory_format=self.memory_format))
@@ -80,19 +86,23 @@ class Classifier(L.LightningModule):
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def on_test_epoch_start(self) -> None:
-        self._confidence = [[] for _ in self.test_set_names]
         self._shift_generator = torch.Generator().manual_seed(self.consistency_seed)
 
     def test_step(self, batch, batch_idx):
         # Batches mix evaluation sets; the third tensor says which set each image belongs to.
         x, y, set_index = batch
-        logits = self(x)
+        if self.qc is None:
+            logits = self(x)
+        else:
+            with tapped(self.backbone) as tap:
+                logits = self(x)
+            features = tap.features() if self.qc.needs_features else {}
+            self.qc.update(set_index, logits.argmax(1) == y, logits.float(), features)
         probs = logits.softmax(dim=1)
         for i in set_index.unique().tolist():
             keep = set_index == i
             self.test_acc[i].update(logits[keep], y[keep])
             self.test_ece[i].update(probs[keep], y[keep])
-            self._confidence[i].append(probs[keep].amax(dim=1).float().cpu())
         if IID in self.test_set_names and self.consistency_shift > 0:
             iid = set_index == self.test_set_names.index(IID)
             if iid.any():
@@ -105,24 +115,20 @@ class Classifier(L.LightningModule):
         return (self(a).argmax(1) == self(b).argmax(1)).float()
 
     def on_test_epoch_end(self):
-        names = self.test_set_names
-        iid_conf = torch.cat(self._confidence[names.index(IID)]) if IID in names and self._confidence[names.index(IID)] else None
-        for i, name in enumerate(names):
+        for i, name in enumerate(self.test_set_names):
             if not self.test_acc[i].update_called:
                 continue
             self.log(f"test/{name}/acc", self.test_acc[i].compute())
             self.log(f"test/{name}/ece", self.test_ece[i].compute())
-            if name != IID and iid_conf is not None:
-                # O.o.d. detection by maximum softmax probability: i.i.d. images are the positives.
-                ood_conf = torch.cat(self._confidence[i])
-                scores = torch.cat([iid_conf, ood_conf])
-                target = torch.cat([torch.ones_like(iid_conf), torch.zeros_like(ood_conf)]).long()
-                self.log(f"test/{name}/auroc", binary_auroc(scores, target))
             self.test_acc[i].reset()
             self.test_ece[i].reset()
         if self.consistency.update_called:
             self.log("test/consistency", self.consistency.compute())
             self.consistency.reset()
+        if self.qc is not None:
+            metrics, self.qc_curves = self.qc.compute(self.test_set_names)
+            for key, value in metrics.items():
+                self.log(key, value)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Saved after validation: this epoch's val/acc and val/loss describe exactly these weights.

@@ -23,10 +23,10 @@ __all__ = ["Group", "ReportError", "Run", "Stat", "collect", "gains", "main_rows
 
 
 def report(roots: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None,
-           plots: bool = True, min_iid: float | None = None) -> dict:
+           plots: bool = True, min_iid: float | None = None, metrics_file: str = METRICS_FILE) -> dict:
     """Write report.md, results.csv and the plots into `out_dir` (default: the first root)."""
     roots = [str(r) for r in roots]
-    runs = collect(roots)
+    runs = collect(roots, metrics_file)
     if min_iid is not None:
         leave_out_unlearned(runs, min_iid)
     groups = summarize(runs)

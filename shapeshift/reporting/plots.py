@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -14,10 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from shapeshift.reporting.runs import Run  # noqa: E402
 from shapeshift.reporting.tables import Group, families_of, gains, set_columns  # noqa: E402
-from shapeshift.run_dir import severity_points  # noqa: E402
+from shapeshift.run_dir import RISK_COVERAGE_FILE, severity_points  # noqa: E402
 
 HEATMAP = "heatmap.png"
 GAIN = "aug_gain.png"
+RISK = "risk_coverage.png"
 DPI = 110
 
 
@@ -139,6 +141,43 @@ def gain_bars(path: Path, groups: Sequence[Group], metric: str = "test/ood/acc")
     return True
 
 
+def risk_coverage(path: Path, groups: Sequence[Group]) -> bool:
+    """The gate's risk (error rate among accepted images) against coverage, mean over each group's seeds;
+    one panel per augmentation, read from each run's risk_coverage.json."""
+    curves: dict[str, dict[str, list[list[float]]]] = {}
+    coverage, which = None, None
+    for g in groups:
+        for run in g.runs:
+            data = _json(run.path / RISK_COVERAGE_FILE)
+            if data and data.get("risk"):
+                curves.setdefault(g.aug, {}).setdefault(g.arch, []).append(data["risk"])
+                coverage, which = data["coverage"], f"{data.get('set')}, gate {data.get('detector')}"
+    if not curves:
+        return False
+    fig, axes = plt.subplots(1, len(curves), squeeze=False, sharey=True, figsize=(3.6 * len(curves), 3.2))
+    for ax, (aug, by_arch) in zip(axes[0], curves.items(), strict=True):
+        for arch, risks in by_arch.items():
+            mean = [sum(r[i] for r in risks) / len(risks) for i in range(len(coverage))]
+            ax.plot(coverage, mean, marker="o", markersize=2, label=f"{arch} (n={len(risks)})")
+        ax.set_title(f"aug={aug}", fontsize=9)
+        ax.set_xlabel("coverage (share accepted)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    axes[0, 0].set_ylabel("risk (error among accepted)")
+    fig.suptitle(f"Risk vs coverage ({which}; lower is better)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def draw_all(out: Path, groups: Sequence[Group], runs: Sequence[Run]) -> tuple[dict[str, str], dict[str, str]]:
     """Draw every plot the data allow; returns ({title: file}, {file: why it was not drawn})."""
     drawn: dict[str, str] = {}
@@ -153,6 +192,8 @@ def draw_all(out: Path, groups: Sequence[Group], runs: Sequence[Run]) -> tuple[d
             drawn[f"Accuracy vs severity, aug={aug}"] = name
         else:
             skipped[name] = "no o.o.d. family in the metrics"
+    if risk_coverage(out / RISK, groups):
+        drawn["Risk vs coverage of the quality-control gate"] = RISK
     if gain_bars(out / GAIN, groups):
         drawn["Gain of each augmentation over none (test/ood/acc)"] = GAIN
     else:

@@ -30,7 +30,7 @@ class Run(RunInfo):
         return (self.arch or "?", self.aug or "?")
 
 
-def collect(roots: Sequence[str | os.PathLike]) -> list[Run]:
+def collect(roots: Sequence[str | os.PathLike], metrics_file: str = METRICS_FILE) -> list[Run]:
     try:
         dirs = find_runs(list(roots))
     except FileNotFoundError as err:
@@ -38,7 +38,7 @@ def collect(roots: Sequence[str | os.PathLike]) -> list[Run]:
     if not dirs:
         names = ", ".join(str(r) for r in roots)
         raise ReportError(f"no runs found under {names} (a run directory holds .hydra/ or {METRICS_FILE})")
-    return [Run(**vars(read_run(d))) for d in dirs]
+    return [Run(**vars(read_run(d, metrics_file))) for d in dirs]
 
 
 def leave_out_unlearned(runs: Sequence[Run], min_iid: float) -> None:

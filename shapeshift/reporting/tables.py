@@ -133,11 +133,31 @@ def set_columns(groups: Sequence[Group], runs: Sequence[Run]) -> list[tuple[str,
 
 
 def extra_keys(groups: Sequence[Group]) -> list[str]:
-    """test/ metrics other than accuracies (ece, auroc, consistency, ...) and the o.o.d./i.i.d. ratio."""
+    """test/ metrics other than accuracies (ece, consistency, the ratio, ...) per family and summary set;
+    per-severity values are in the CSV, and detection metrics in the quality-control tables."""
     keys: list[str] = []
     for g in groups:
-        keys += [k for k in g.stats if k.startswith("test/") and not k.endswith("/acc") and k not in keys]
+        keys += [k for k in g.stats if k.startswith("test/") and not k.endswith("/acc") and k not in keys
+                 and not SEVERITY_KEY.match(k) and "/auroc/" not in k and "/fpr95/" not in k]
     return keys
+
+
+QC_SETS = ("position/s5", "background_photo/s5", "contrast/s5", "mix")  # the shifts a deployment gate must catch
+
+
+def qc_tables(groups: Sequence[Group]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per QC set: (set, header, rows) with each detector's AUROC and the gate's coverage and accepted
+    accuracy, one row per group; sets no group measured are left out."""
+    tables = []
+    for name in QC_SETS:
+        prefix = f"test/{name}/auroc/"
+        detectors = sorted({k[len(prefix):] for g in groups for k in g.stats if k.startswith(prefix)})
+        if not detectors:
+            continue
+        keys = [prefix + d for d in detectors] + [f"test/{name}/coverage", f"test/{name}/accepted_acc"]
+        header = ["arch", "aug", "n", *detectors, "gate coverage", "gate accepted acc"]
+        tables.append((name, header, [[g.arch, g.aug, str(g.n), *cells(g, keys)] for g in groups]))
+    return tables
 
 
 def cells(group: Group, keys: Sequence[str]) -> list[str]:

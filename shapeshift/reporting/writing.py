@@ -17,6 +17,7 @@ from shapeshift.reporting.tables import (
     main_rows,
     metric_keys,
     notes,
+    qc_tables,
     set_columns,
 )
 from shapeshift.run_dir import METRICS_FILE, is_number
@@ -91,6 +92,14 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
             header = ["arch", "aug", "n", *(k.removeprefix("test/") for k in part)]
             rows = [[g.arch, g.aug, str(g.n), *cells(g, part)] for g in groups]
             lines += [markdown_table(header, rows), ""]
+    qc = qc_tables(groups)
+    if qc:
+        lines += ["## Quality control: o.o.d. detection (AUROC, i.i.d. test images as positives)", "",
+                  "Each detector's AUROC on the sets a deployment gate must catch, and the gate's (`qc.gate`) "
+                  "coverage (share accepted) and accuracy on the images it accepts. Its threshold keeps 95% of "
+                  "the i.i.d. validation images.", ""]
+        for name, header, rows in qc:
+            lines += [f"### `{name}`", "", markdown_table(header, rows), ""]
     lines += ["## Seeds", "", markdown_table(
         ["arch", "aug", "seeds"],
         [[g.arch, g.aug, ", ".join("?" if s is None else str(s) for s in g.seeds)] for g in groups]), ""]

@@ -1,0 +1,97 @@
+"""O.o.d. detectors: each turns logits and features into one score per image, higher = more i.i.d.
+
+- `msp`: log of the maximum softmax probability (Hendrycks & Gimpel 2017), computed so that confident
+  models do not saturate at 1.0 (or at log 1 = 0).
+- `energy`: logsumexp of the logits, the negative free energy (Liu et al. 2020).
+- `mahalanobis`: minus the smallest Mahalanobis distance to a class mean under one shared covariance
+  (Lee et al. 2018), on the `global` features; `mahalanobis_spatial` on the `spatial` ones.
+- `knn`: the cosine similarity of the L2-normalised features to their k-th nearest training neighbour
+  (Sun et al. 2022; a monotone map of their distance); `knn_spatial` on the `spatial` ones.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+SHRINKAGE = 0.1  # covariance shrunk towards a scaled identity: stable when features outnumber images
+
+
+class Detector(nn.Module):
+    features: str | None = None  # the feature kind read, None for logit detectors
+
+    def fit(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        """Fit on training features (N, D) and labels (N,); logit detectors need nothing."""
+
+    def score(self, logits: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class MaxSoftmax(Detector):
+    def score(self, logits, features):
+        # log p_max = -log1p(sum of the other classes' exp(z - z_max)): exact where z_max - logsumexp
+        # would round to 0 (gaps beyond ~37 in float64, ~17 in float32).
+        z = logits.double()
+        top = z.max(dim=1, keepdim=True)
+        others = z.scatter(1, top.indices, -math.inf)
+        return -torch.log1p(torch.exp(torch.logsumexp(others - top.values, dim=1)))
+
+
+class Energy(Detector):
+    def score(self, logits, features):
+        return torch.logsumexp(logits.double(), dim=1)
+
+
+class Mahalanobis(Detector):
+    def __init__(self, features: str = "global"):
+        super().__init__()
+        self.features = features
+        self.register_buffer("means", torch.empty(0))
+        self.register_buffer("precision", torch.empty(0))
+
+    def fit(self, features, labels):
+        x = features.double()
+        classes = labels.unique()
+        means = torch.stack([x[labels == c].mean(0) for c in classes])
+        centred = x - means[torch.searchsorted(classes, labels)]
+        cov = centred.T @ centred / len(x)
+        scale = cov.diagonal().mean()
+        cov = (1 - SHRINKAGE) * cov + SHRINKAGE * scale * torch.eye(len(cov), dtype=cov.dtype)
+        self.means, self.precision = means, torch.linalg.inv(cov)
+
+    def score(self, logits, features):
+        diff = features[self.features].double()[:, None, :] - self.means[None]  # (B, C, D)
+        d2 = torch.einsum("bcd,de,bce->bc", diff, self.precision, diff)
+        return -d2.min(dim=1).values
+
+
+class KNearest(Detector):
+    def __init__(self, features: str = "global", k: int = 10):
+        super().__init__()
+        self.features, self.k = features, k
+        self.register_buffer("bank", torch.empty(0))
+
+    def fit(self, features, labels):
+        if len(features) < self.k:
+            raise ValueError(f"knn needs at least k={self.k} training images, got {len(features)}")
+        self.bank = nn.functional.normalize(features.float(), dim=1)
+
+    def score(self, logits, features):
+        x = nn.functional.normalize(features[self.features].float(), dim=1)
+        return (x @ self.bank.T).topk(self.k, dim=1).values[:, -1].double()
+
+
+def build(name: str, k: int = 10) -> Detector:
+    factories = {
+        "msp": MaxSoftmax, "energy": Energy,
+        "mahalanobis": lambda: Mahalanobis("global"), "mahalanobis_spatial": lambda: Mahalanobis("spatial"),
+        "knn": lambda: KNearest("global", k), "knn_spatial": lambda: KNearest("spatial", k),
+        "mahalanobis_stages": lambda: Mahalanobis("stages"), "knn_stages": lambda: KNearest("stages", k),
+    }
+    if name not in factories:
+        raise ValueError(f"unknown detector {name!r}; choose from {', '.join(factories)}")
+    return factories[name]()
+
+
