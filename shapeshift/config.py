@@ -13,7 +13,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-# The detectors' names, kept here so composing a config needs no torch (shapeshift/qc/detectors.py).
+# Choices checked at compose time, kept here so that needs no torch (shapeshift/models/padding.py and
+# shapeshift/qc/detectors.py use them).
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 DETECTORS = ("msp", "energy", "mahalanobis", "mahalanobis_spatial", "mahalanobis_stages", "knn", "knn_spatial",
              "knn_stages")
 
@@ -44,11 +46,14 @@ class AugConfig:
     name: str = MISSING
     magnitude: float = 1.0  # scales a preset's ranges through ${times:...} and ${sym:...}: the strength sweep
     transforms: list[Any] = field(default_factory=list)
+    parts: dict[str, Any] = field(default_factory=dict)  # presets a combined preset is built from (basic_flip)
 
 
 # Resolvers the aug presets use so one knob (`aug.magnitude=0.5,1,2`) sweeps the augmentation strength.
 OmegaConf.register_new_resolver("times", lambda value, factor: value * factor, replace=True)
 OmegaConf.register_new_resolver("sym", lambda value, factor: [-value * factor, value * factor], replace=True)
+# Combined presets (conf/aug/basic_flip.yaml) chain the transform lists of the presets they are built from.
+OmegaConf.register_new_resolver("concat", lambda *lists: [item for part in lists for item in part], replace=True)
 
 
 @dataclass
@@ -155,6 +160,14 @@ class AuditConfig:
     accelerator: str = "cpu"
 
 
+@dataclass
+class ExplainConfig:
+    run: str = MISSING
+    sets: list[str] = field(default_factory=lambda: ["iid", "position/s5"])
+    n: int = 8  # images per set, classes in turn
+    out: str | None = None  # null: <run>/saliency.png
+
+
 def register_schemas() -> None:
     """Store the schemas under the names the YAML defaults lists use (`train_schema`, ...)."""
     cs = ConfigStore.instance()
@@ -162,6 +175,7 @@ def register_schemas() -> None:
     cs.store(name="preview_schema", node=PreviewConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="audit_schema", node=AuditConfig)
+    cs.store(name="explain_schema", node=ExplainConfig)
 
 
 # At import, once: every entry point imports this module before Hydra composes its config.
@@ -206,3 +220,5 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"qc.keep must be in (0, 1) and qc.k >= 1, got keep={cfg.qc.keep}, k={cfg.qc.k}")
     if not isinstance(cfg.arch, DictConfig) or "_target_" not in cfg.arch:
         raise ConfigError("arch must be a config with a _target_ (choose a file from conf/arch/)")
+    if cfg.arch.get("padding_mode", "zeros") not in PADDING_MODES:
+        raise ConfigError(f"arch.padding_mode must be one of {', '.join(PADDING_MODES)}, got {cfg.arch.padding_mode!r}")

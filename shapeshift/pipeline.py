@@ -28,8 +28,13 @@ def build_backbone(cfg: DictConfig, arch_name: str) -> torch.nn.Module:
     return backbone.train()
 
 
+def augmentation_transforms(cfg: DictConfig) -> list:
+    """The aug preset's transform entries, resolved (a combined preset's `${concat:...}` included)."""
+    return OmegaConf.to_container(cfg.aug, resolve=True)["transforms"]
+
+
 def build_datamodule(cfg: DictConfig, augment: bool = True):
-    transforms = OmegaConf.to_container(cfg.aug.transforms, resolve=True) if augment and "aug" in cfg else []
+    transforms = augmentation_transforms(cfg) if augment and "aug" in cfg else []
     return instantiate(cfg.data, shift=OmegaConf.to_container(cfg.shift, resolve=True),
                        train_transform=build_augmentation(transforms, cfg.seed), train_seed=cfg.seed)
 

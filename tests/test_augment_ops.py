@@ -6,7 +6,6 @@ import albumentations as A
 import cv2
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 import shapeshift.config  # noqa: F401 - stores the schemas the configs compose against
 from shapeshift.data import backgrounds
@@ -18,6 +17,7 @@ from shapeshift.data.augment_ops import (
     shape_coverage,
 )
 from shapeshift.data.render import render, sample_params
+from shapeshift.pipeline import augmentation_transforms
 
 
 def shapes(n_per_class: int = 8, size: int = 64, seed: int = 0):
@@ -29,7 +29,7 @@ def shapes(n_per_class: int = 8, size: int = 64, seed: int = 0):
 def strong_pipeline(cfg_factory, seed: int, *overrides: str) -> A.Compose:
     """Exactly as train.py builds it: compose conf/, resolve the aug's transforms, build the Compose."""
     cfg = cfg_factory("aug=strong", *overrides)
-    return build_augmentation(OmegaConf.to_container(cfg.aug.transforms, resolve=True), seed)
+    return build_augmentation(augmentation_transforms(cfg), seed)
 
 
 def test_coverage_is_the_renderers_mask():

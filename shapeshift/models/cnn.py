@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from shapeshift.models.padding import set_padding_mode
+
 
 def _conv(c_in: int, c_out: int, kernel_size: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2), nn.ReLU(inplace=True)]
@@ -15,13 +17,13 @@ class StridedCNN(nn.Module):
     """Convolutions of stride 2 that subsample, then flatten and one linear layer."""
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
-                 widths: Sequence[int] = (32, 64, 128), kernel_size: int = 3):
+                 widths: Sequence[int] = (32, 64, 128), kernel_size: int = 3, padding_mode: str = "zeros"):
         super().__init__()
         layers, c = [], in_channels
         for w in widths:
             layers += _conv(c, w, kernel_size, stride=2)
             c = w
-        self.features = nn.Sequential(*layers)
+        self.features = set_padding_mode(nn.Sequential(*layers), padding_mode)
         side = image_size
         for _ in widths:
             side = (side - 1) // 2 + 1  # output size of a stride-2 conv with `same`-style padding
@@ -36,13 +38,13 @@ class MaxPoolCNN(nn.Module):
     """Each convolution followed by 2x2 max pooling (the classic MNIST net), then flatten and linear."""
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
-                 widths: Sequence[int] = (32, 64, 128), kernel_size: int = 3):
+                 widths: Sequence[int] = (32, 64, 128), kernel_size: int = 3, padding_mode: str = "zeros"):
         super().__init__()
         layers, c = [], in_channels
         for w in widths:
             layers += [*_conv(c, w, kernel_size), nn.MaxPool2d(2)]
             c = w
-        self.features = nn.Sequential(*layers)
+        self.features = set_padding_mode(nn.Sequential(*layers), padding_mode)
         side = image_size // 2 ** len(widths)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(c * side * side, num_classes))
         self.min_input_size = 2 ** len(widths)
@@ -58,13 +60,13 @@ class GapCNN(nn.Module):
     """
 
     def __init__(self, num_classes: int, in_channels: int,
-                 widths: Sequence[int] = (16, 32, 32), kernel_size: int = 5):
+                 widths: Sequence[int] = (16, 32, 32), kernel_size: int = 5, padding_mode: str = "zeros"):
         super().__init__()
         layers, c = [], in_channels
         for w in widths:
             layers += _conv(c, w, kernel_size)
             c = w
-        self.features = nn.Sequential(*layers)
+        self.features = set_padding_mode(nn.Sequential(*layers), padding_mode)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
         self.min_input_size = 1
 

@@ -10,7 +10,9 @@ import antialiased_cnns
 from torch import nn
 
 from shapeshift.models.blurpool import use_cascade_blur
+from shapeshift.models.padding import set_padding_mode
 from shapeshift.models.small_map_conv import SmallMapConv2d, use_small_map_conv
+from shapeshift.models.weights import load_weights
 
 
 class BasicBlock(nn.Module):
@@ -36,7 +38,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3, layers=(2, 2, 2, 2)):
+    def __init__(self, num_classes: int, in_channels: int = 3, layers=(2, 2, 2, 2), padding_mode: str = "zeros",
+                 weights: str | None = None):
         super().__init__()
         self.conv1 = SmallMapConv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -58,6 +61,9 @@ class ResNet18(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        set_padding_mode(self, padding_mode)
+        if weights:
+            load_weights(self, weights)
 
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -68,8 +74,10 @@ class ResNet18(nn.Module):
 _AA_MIN_INPUT = {1: 4, 2: 20, 3: 20, 4: 36, 5: 36, 6: 52, 7: 52}
 
 
-def antialiased_resnet18(num_classes: int, in_channels: int = 3, filter_size: int = 4) -> nn.Module:
-    """`antialiased_cnns.resnet18` (never pretrained: no downloads). filter_size=1 is not a plain ResNet-18."""
+def antialiased_resnet18(num_classes: int, in_channels: int = 3, filter_size: int = 4, padding_mode: str = "zeros",
+                         weights: str | None = None) -> nn.Module:
+    """`antialiased_cnns.resnet18` (never downloaded: `weights` is a local state dict, e.g. Zhang's ImageNet
+    weights saved by hand). filter_size=1 is not a plain ResNet-18."""
     if not 1 <= filter_size <= 7:
         raise ValueError(f"antialiased filter_size must be in 1..7, got {filter_size}")
     model = antialiased_cnns.resnet18(pretrained=False, filter_size=filter_size, num_classes=num_classes)
@@ -77,6 +85,9 @@ def antialiased_resnet18(num_classes: int, in_channels: int = 3, filter_size: in
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     use_small_map_conv(model)  # as ResNet18's convolutions (shapeshift/models/small_map_conv.py)
+    set_padding_mode(model, padding_mode)  # its convolutions; the blur layers pad by reflection already
+    if weights:
+        load_weights(model, weights)
     # Reflect padding in the blur layers fails on small feature maps: smallest working input, measured.
     model.min_input_size = _AA_MIN_INPUT[filter_size]
     return model

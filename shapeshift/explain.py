@@ -1,0 +1,61 @@
+"""Saliency pictures: where a trained run looks on i.i.d. and shifted images (Grad-CAM, via torchcam).
+
+    python -m shapeshift.explain run=<run dir>                                  # iid and position/s5
+    python -m shapeshift.explain run=<run dir> sets=[iid,position/s5,background_photo/s5] n=10
+
+Writes `<run>/saliency.png` (or `out=`): one row per set, each image with its class-activation map over
+it, titled true -> predicted (red when wrong).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from shapeshift.config import ConfigError
+from shapeshift.data import IID, shifts
+from shapeshift.loggers import silence_known_noise
+from shapeshift.pipeline import build_datamodule
+from shapeshift.restore import load_model, load_run_config
+from shapeshift.run_dir import read_run
+from shapeshift.runtime import fast_cpu_math
+from shapeshift.saliency import draw_grid, explain_sets
+
+fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
+
+
+def explain(run: str, sets: list[str], n: int = 8, out: str | None = None) -> Path:
+    run_dir = Path(run).expanduser().resolve()
+    cfg = load_run_config(run_dir)
+    catalog = OmegaConf.to_container(cfg.shift, resolve=True).get("families") or {}
+    families = sorted({s.split("/")[0] for s in sets if s not in (IID, "mix")})
+    with open_dict(cfg):
+        cfg.shift.families = shifts.select(catalog, families) if families else {}
+    datamodule = build_datamodule(cfg, augment=False)
+    unknown = [s for s in sets if s not in datamodule.test_set_names]
+    if unknown:
+        raise ConfigError(f"sets: unknown {unknown}; this run has {', '.join(datamodule.test_set_names[:8])}, ...")
+    model = load_model(run_dir, cfg, datamodule.test_set_names)
+    info = read_run(run_dir)
+    rows = explain_sets(model, datamodule, list(sets), n)
+    path = Path(out).expanduser() if out else run_dir / "saliency.png"
+    return draw_grid(path, rows, tuple(datamodule.class_names),
+                     f"Grad-CAM: arch={info.arch} aug={info.aug} seed={info.seed}")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="explain")
+def main(cfg: DictConfig) -> None:
+    silence_known_noise()
+    try:
+        path = explain(cfg.run, list(cfg.sets), cfg.n, cfg.out)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"shapeshift: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
