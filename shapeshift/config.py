@@ -7,6 +7,11 @@ type cannot express (positive sizes, an image large enough for the arch) live in
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,39 +69,39 @@ class ShiftConfig:
     families: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class TrainerConfig:
-    """Lightning `Trainer` arguments users set; anything not listed here is a typo."""
+# Set by train(), never from YAML: the logger, the callbacks and where Lightning writes.
+_TRAINER_SET_IN_CODE = ("logger", "callbacks", "plugins", "default_root_dir")
+# Our defaults where they differ from Lightning's. precision (typed Any: a Union of literals) is resolved
+# from `auto` by shapeshift.runtime.choose_precision before the Trainer sees it.
+_OURS = {"precision": "auto", "max_epochs": 5}
 
-    _target_: str = "lightning.pytorch.Trainer"
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    strategy: Any = "auto"
-    num_nodes: int = 1
-    precision: Any = "auto"  # bf16-mixed where the hardware has native bf16, else 32-true; or any Lightning value
-    max_epochs: int = 5
-    min_epochs: int | None = None
-    max_steps: int = -1
-    max_time: Any = None
-    limit_train_batches: Any = None
-    limit_val_batches: Any = None
-    limit_test_batches: Any = None
-    overfit_batches: Any = 0.0
-    val_check_interval: Any = None
-    check_val_every_n_epoch: int | None = 1
-    num_sanity_val_steps: int | None = 0
-    log_every_n_steps: int = 10
-    enable_progress_bar: bool | None = None
-    enable_model_summary: bool | None = None
-    accumulate_grad_batches: int = 1
-    gradient_clip_val: float | None = None
-    deterministic: Any = None
-    benchmark: bool | None = None
-    fast_dev_run: Any = False
-    detect_anomaly: bool = False
-    sync_batchnorm: bool = False
-    use_distributed_sampler: bool = True
-    profiler: Any = None
+
+def _field_type(annotation):
+    """The annotation OmegaConf can check (int, bool, float, str, optionally None), else Any."""
+    if annotation in (int, bool, float, str):
+        return annotation
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = next(a for a in args if a is not type(None))
+        if inner in (int, bool, float, str):
+            return inner | None
+    return Any
+
+
+def trainer_schema() -> type:
+    """Every argument of Lightning's `Trainer.__init__`, typed where OmegaConf can check the type: a valid
+    argument is never refused, a typo or a wrong type always is."""
+    import lightning.pytorch as pl  # here, not at import: reading a report needs no Lightning
+
+    fields = [("_target_", str, field(default="lightning.pytorch.Trainer"))]
+    for name, param in inspect.signature(pl.Trainer.__init__).parameters.items():
+        if name == "self" or name in _TRAINER_SET_IN_CODE or param.kind is param.VAR_KEYWORD:
+            continue
+        fields.append((name, _field_type(param.annotation), field(default=_OURS.get(name, param.default))))
+    return dataclasses.make_dataclass("TrainerConfig", fields)
+
+
+TrainerConfig = trainer_schema()
 
 
 @dataclass
@@ -126,6 +131,7 @@ class TrainConfig:
     optimizer: Any = MISSING
     scheduler: Any = None
     logger: Any = None
+    callbacks: dict[str, Any] = field(default_factory=dict)  # extra Lightning callbacks, by name (conf/callbacks/)
     eval: EvalConfig = field(default_factory=EvalConfig)
     qc: QCConfig = field(default_factory=QCConfig)
     torch_threads: int | None = None
@@ -176,6 +182,31 @@ def register_schemas() -> None:
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="audit_schema", node=AuditConfig)
     cs.store(name="explain_schema", node=ExplainConfig)
+
+
+def misspelled(overrides: list[str], groups: set[str] = frozenset(), schema: type | None = None) -> str | None:
+    """A one-line "did you mean" for the first command-line key the schema does not have, else None.
+
+    Hydra refuses such a key too, but suggests `+key=value`, which then fails later; this names the
+    closest existing key instead. Keys under free-form nodes (`arch`, `optimizer`, ...) are not checked.
+    """
+    root = OmegaConf.structured(schema or TrainConfig)
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or key.startswith(("+", "~", "-", "hydra.", "hydra/")) or "/" in key or key in groups:
+            continue  # additions, deletions, Hydra's own keys and group choices (debug=smoke)
+        node, parts = root, key.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, DictConfig) or OmegaConf.get_type(node) in (dict, None) or node._is_missing():
+                break  # free-form below here (Any, dict): nothing to check
+            keys = [str(k) for k in node]  # not `part in node`: that is False for MISSING values (arch)
+            if part not in keys:
+                close = difflib.get_close_matches(part, keys, n=1, cutoff=0.6)
+                prefix = ".".join(parts[:i] + [""])
+                hint = f"; did you mean {prefix}{close[0]}?" if close else f"; {prefix.rstrip('.') or 'the config'} has no such key"
+                return f"unknown config key {key}{hint}"
+            node = node._get_node(part)
+    return None
 
 
 # At import, once: every entry point imports this module before Hydra composes its config.

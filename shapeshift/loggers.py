@@ -25,6 +25,19 @@ def silence_known_noise() -> None:
     )
 
 
+def route_lightning_logs() -> None:
+    """Send Lightning's log lines ("Restoring states ...") through the root logger, so they reach the
+    run's train.log as well as the terminal. Imported before Hydra set up logging, Lightning gave its
+    loggers a console handler of their own and stopped them from propagating."""
+    if not logging.getLogger().handlers:
+        return  # nothing configured the root logger: keep Lightning's own console output
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        own = logging.getLogger(name)
+        for handler in [h for h in own.handlers if type(h) is logging.StreamHandler]:
+            own.removeHandler(handler)
+        own.propagate = True
+
+
 def wandb_logged_in() -> bool:
     """True if W&B has credentials; checked without importing wandb or opening a connection."""
     if os.environ.get("WANDB_API_KEY"):
@@ -41,22 +54,26 @@ def wandb_mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
 
 
-def build_logger(cfg: DictConfig, run_name: str, group: str | None, tags: list[str], run_id: str | None = None):
-    """Instantiate `cfg.logger`; an empty logger config means no logger. `run_id`: the W&B run to continue."""
+def build_logger(cfg: DictConfig, run_name: str, group: str | None, tags: list[str], run_id: str | None = None,
+                 choices: dict | None = None):
+    """Instantiate `cfg.logger`; an empty logger config means no logger. `run_id`: the W&B run to continue;
+    `choices`: the config group options (arch, aug, cell), top-level keys W&B can group runs by."""
     if not cfg.logger or not cfg.logger.get("_target_"):
         return None
-    target = cfg.logger._target_
-    if target.endswith("WandbLogger"):
-        os.makedirs(cfg.logger.save_dir, exist_ok=True)
-        logger = instantiate(cfg.logger, name=run_name, group=group, tags=tags, id=run_id, resume="allow",
-                             mode=cfg.logger.get("mode") or wandb_mode())
-        # Lightning always passes `anonymous` (None), which wandb >= 0.19 answers with a deprecation warning
-        # on every run; the key has no effect, so drop it before the run starts.
-        getattr(logger, "_wandb_init", {}).pop("anonymous", None)
-    else:
+    config = {"choices": choices or {}, **OmegaConf.to_container(cfg, resolve=True)}
+    if not cfg.logger._target_.endswith("WandbLogger"):
         logger = instantiate(cfg.logger)
-    logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    return logger
+        logger.log_hyperparams(config)
+        return logger
+    import wandb
+
+    # The run is started here, through wandb's public API, and handed to Lightning: job type, config and
+    # resume are ours to set, and Lightning's deprecated `anonymous` argument never reaches wandb.
+    os.makedirs(cfg.logger.save_dir, exist_ok=True)
+    run = wandb.init(project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=cfg.logger.save_dir,
+                     name=run_name, group=group, tags=tags, id=run_id, resume="allow", job_type="train",
+                     mode=cfg.logger.get("mode") or wandb_mode(), config=config)
+    return instantiate(cfg.logger, experiment=run)
 
 
 def finish_wandb() -> None:

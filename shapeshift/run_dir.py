@@ -46,7 +46,8 @@ CHECKPOINTS = ("last", "best")  # eval.checkpoint: the final epoch, or the lowes
 
 # The config sections that decide a run's results (`debug` is a group: its effect shows in data/trainer,
 # and its choice is added below so a smoke run never matches a full one).
-FINGERPRINTED = ("seed", "data", "arch", "aug", "shift", "trainer", "optimizer", "scheduler", "eval", "qc")
+FINGERPRINTED = ("seed", "data", "arch", "aug", "shift", "trainer", "optimizer", "scheduler", "eval", "qc",
+                 "callbacks")
 # Keys inside those sections that change where or how verbosely a run works, not what it computes.
 NOT_FINGERPRINTED = {
     "data.cache_dir", "data.num_workers", "data.root", "data.eval_batch_size",

@@ -30,8 +30,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from shapeshift.config import ConfigError, validate
-from shapeshift.loggers import build_logger, finish_wandb, silence_known_noise
+from shapeshift.config import ConfigError, misspelled, validate
+from shapeshift.loggers import build_logger, finish_wandb, route_lightning_logs, silence_known_noise
 from shapeshift.pipeline import (
     build_backbone,
     build_classifier,
@@ -101,6 +101,7 @@ def torch_threads(cfg: DictConfig) -> int | None:
 def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     """Fit, test the chosen checkpoint on every evaluation set, write `metrics.json`, return the metrics."""
     silence_known_noise()
+    route_lightning_logs()
     validate(cfg)
     out = Path(cfg.output_dir)
     ident = run_identity(cfg)
@@ -132,10 +133,11 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     model = build_classifier(cfg, backbone, datamodule.test_set_names)
     run_name = f"{ident['arch']}-{ident['aug']}-s{ident['seed']}"
     logger = build_logger(cfg, run_name, ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"],
-                          run_id=wandb_id)
+                          run_id=wandb_id, choices={"arch": ident["arch"], "aug": ident["aug"],
+                                                    "cell": f"{ident['arch']}-{ident['aug']}", "seed": ident["seed"]})
     trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
                           callbacks=[*checkpoint_callbacks(ckpt_dir, cfg.eval.checkpoint), *quality_control(cfg, out),
-                                     *(callbacks or [])],
+                                     *configured_callbacks(cfg), *(callbacks or [])],
                           default_root_dir=str(out))
     resume = checkpoint_file(out, "last")
     try:
@@ -162,10 +164,12 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
             "fingerprint": digest(keys), "wandb/run_id": wandb_id if logger is not None and uses_wandb else None,
         })
         metrics = tidy(metrics)
-        if logger is not None:
-            logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
-        if isinstance(logger, WandbLogger):
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
+        if isinstance(logger, WandbLogger):  # the result once, as summary values, not a one-point history
+            logger.experiment.summary.update(numbers)
             log_catalog(logger.experiment, metrics, datamodule, model)
+        elif logger is not None:
+            logger.log_metrics(numbers)
         write_metrics(out, metrics)  # last: its presence marks the run finished
     finally:
         finish_wandb()
@@ -186,6 +190,11 @@ def checkpoint_callbacks(ckpt_dir: Path, evaluated: str) -> list[ModelCheckpoint
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
                            save_weights_only=True, enable_version_counter=False)
     return [last, best]
+
+
+def configured_callbacks(cfg: DictConfig) -> list[Callback]:
+    """The callbacks chosen in the `callbacks` group (early stopping, LR monitor, rich progress, ...)."""
+    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
 
 
 def debug_choice() -> str | None:
@@ -255,6 +264,16 @@ def check_output_dir(argv: list[str]) -> None:
         sys.exit(2)
 
 
+def check_keys(argv: list[str]) -> None:
+    """Fail in one line with a "did you mean" when a command-line key is not in the config."""
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    problem = misspelled(argv, {p.name for p in conf.iterdir() if p.is_dir()})
+    if problem:
+        print(f"shapeshift: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
+    check_keys(sys.argv[1:])
     check_output_dir(sys.argv[1:])
     main()

@@ -77,3 +77,28 @@ def assert_metrics_consistent(metrics: dict, set_sizes: dict[str, int] | None = 
     for name, n in (set_sizes or {}).items():
         correct = metrics[f"test/{name}/acc"] * n
         assert correct == pytest.approx(round(correct), abs=1e-3), (name, metrics[f"test/{name}/acc"], n)
+
+
+def wandb_records(path: Path):
+    """The protobuf records of an offline W&B run file (`run-<id>.wandb`): LevelDB-style 32 KiB blocks of
+    7-byte-headed chunks after a 7-byte file header. What wandb itself writes, read without a server."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, chunk = path.read_bytes(), 7, b""
+    assert data[:4] == b":W&B", path
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if length == 0 and kind == 0:
+            break
+        chunk += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a whole record, or the last chunk of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunk)
+            yield record
+            chunk = b""

@@ -22,6 +22,8 @@ def test_the_users_multirun_command(tmp_path, cache_dir):
     for run_dir in runs:
         assert (run_dir / "metrics.json").is_file(), run_dir
         assert (run_dir / ".hydra" / "config.yaml").is_file()
+    # Lightning's own log lines reach each job's train.log, not only the terminal.
+    assert "`Trainer.fit` stopped" in (runs[0] / "train.log").read_text()
     # The finished sweep ends with its report, computed from these files.
     assert (sweep / "report.md").is_file() and len((sweep / "results.csv").read_text().splitlines()) == 9
     assert "resnet18_aa" in proc.stdout
@@ -74,3 +76,12 @@ def test_unwritable_output_dir_is_one_line(tmp_path, cache_dir):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"shapeshift: cannot write to hydra.run.dir '{blocker}/run': Not a directory"]
+
+
+def test_help_is_short_and_has_examples(tmp_path, cache_dir):
+    proc = run(["--help"], cache_dir)
+    assert proc.returncode == 0
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) <= 50 and "Examples:" in lines
+    assert any(line.startswith("arch: cnn, gap, maxpool, resnet18, resnet18_aa") for line in lines)
+    assert sum("python -m shapeshift.train" in line for line in lines) == 5

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from shapeshift.train import train
-from tests.helpers import assert_metrics_consistent
+from tests.helpers import assert_metrics_consistent, wandb_records
 
 SMALL = ["debug=smoke", "logger=csv"]
 
@@ -49,7 +49,18 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
     train(cfg)
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
+    (run_file,) = runs[0].glob("*.wandb")
+    records = list(wandb_records(run_file))
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    config = {u.key: json.loads(u.value_json) for u in run.config.update}
+    assert run.job_type == "train"  # the dashboard can group by choice names and filter by job type
+    assert config["choices"] == {"arch": "cnn", "aug": "none", "cell": "cnn-none", "seed": 0}
+    summary = {u.key: json.loads(u.value_json) for r in records if r.WhichOneof("record_type") == "summary"
+               for u in r.summary.update}
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["test/iid/acc"] == metrics["test/iid/acc"]
+    history_keys = {i.key for r in records if r.WhichOneof("record_type") == "history" for i in r.history.item}
+    assert not any(k.startswith("test/") for k in history_keys)  # test metrics once: summary, not history
     # Accuracy-vs-severity charts and example images with predictions travel with the run.
     media = runs[0] / "files" / "media"
     assert len(list((media / "images" / "examples" / "position").glob("s5_*.png"))) == 4

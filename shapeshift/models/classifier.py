@@ -115,20 +115,21 @@ class Classifier(L.LightningModule):
         return (self(a).argmax(1) == self(b).argmax(1)).float()
 
     def on_test_epoch_end(self):
+        # Not sent to the logger here: train() writes the whole result once (W&B: as the run's summary).
         for i, name in enumerate(self.test_set_names):
             if not self.test_acc[i].update_called:
                 continue
-            self.log(f"test/{name}/acc", self.test_acc[i].compute())
-            self.log(f"test/{name}/ece", self.test_ece[i].compute())
+            self.log(f"test/{name}/acc", self.test_acc[i].compute(), logger=False)
+            self.log(f"test/{name}/ece", self.test_ece[i].compute(), logger=False)
             self.test_acc[i].reset()
             self.test_ece[i].reset()
         if self.consistency.update_called:
-            self.log("test/consistency", self.consistency.compute())
+            self.log("test/consistency", self.consistency.compute(), logger=False)
             self.consistency.reset()
         if self.qc is not None:
             metrics, self.qc_curves = self.qc.compute(self.test_set_names)
             for key, value in metrics.items():
-                self.log(key, value)
+                self.log(key, value, logger=False)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Saved after validation: this epoch's val/acc and val/loss describe exactly these weights.
