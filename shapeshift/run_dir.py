@@ -269,7 +269,8 @@ def _yaml(path: Path):
         return None
 
 
-def _json(path: Path):
+def read_json(path: Path):
+    """A JSON file's content, or None when it is missing or broken."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -314,7 +315,7 @@ def read_run(path: Path, metrics_file: str = METRICS_FILE) -> RunInfo:
         try:
             metrics = read_metrics(path, metrics_file)
             if metrics_file != METRICS_FILE:  # the run's identity and training facts, then the other results
-                trained = _mapping(_json(path / METRICS_FILE))
+                trained = _mapping(read_json(path / METRICS_FILE))
                 metrics = {**{k: v for k, v in trained.items() if not k.startswith("test/")}, **_mapping(metrics)}
             if not isinstance(metrics, dict):
                 raise ValueError("not a JSON object")

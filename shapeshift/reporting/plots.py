@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from shapeshift.reporting.runs import Run  # noqa: E402
 from shapeshift.reporting.tables import Group, families_of, gains, set_columns  # noqa: E402
-from shapeshift.run_dir import RISK_COVERAGE_FILE, severity_points  # noqa: E402
+from shapeshift.run_dir import RISK_COVERAGE_FILE, read_json, severity_points  # noqa: E402
 
 HEATMAP = "heatmap.png"
 GAIN = "aug_gain.png"
@@ -148,7 +147,7 @@ def risk_coverage(path: Path, groups: Sequence[Group]) -> bool:
     coverage, which = None, None
     for g in groups:
         for run in g.runs:
-            data = _json(run.path / RISK_COVERAGE_FILE)
+            data = read_json(run.path / RISK_COVERAGE_FILE)
             if data and data.get("risk"):
                 curves.setdefault(g.aug, {}).setdefault(g.arch, []).append(data["risk"])
                 coverage, which = data["coverage"], f"{data.get('set')}, gate {data.get('detector')}"
@@ -169,13 +168,6 @@ def risk_coverage(path: Path, groups: Sequence[Group]) -> bool:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return True
-
-
-def _json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def draw_all(out: Path, groups: Sequence[Group], runs: Sequence[Run]) -> tuple[dict[str, str], dict[str, str]]:
