@@ -31,7 +31,7 @@ def route_lightning_logs() -> None:
     loggers a console handler of their own and stopped them from propagating."""
     if not logging.getLogger().handlers:
         return  # nothing configured the root logger: keep Lightning's own console output
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         own = logging.getLogger(name)
         for handler in [h for h in own.handlers if type(h) is logging.StreamHandler]:
             own.removeHandler(handler)

@@ -85,3 +85,15 @@ def test_help_is_short_and_has_examples(tmp_path, cache_dir):
     assert len(lines) <= 50 and "Examples:" in lines
     assert any(line.startswith("arch: cnn, gap, maxpool, resnet18, resnet18_aa") for line in lines)
     assert sum("python -m shapeshift.train" in line for line in lines) == 5
+
+
+def test_a_smoke_run_is_quiet_and_ends_with_its_summary(tmp_path, cache_dir):
+    proc = run(["debug=smoke", f"hydra.run.dir={tmp_path}"], cache_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    assert len(lines) <= 25, "\n".join(lines)
+    tail = "\n".join(lines[-7:])
+    for key in ("test/iid/acc", "test/position/s5/acc", "test/ood/acc", "test/mix/acc"):
+        assert key in tail
+    assert lines[-1].strip() == f"results: {tmp_path / 'metrics.json'}"
+    assert "Restoring states" in (tmp_path / "train.log").read_text()  # Lightning's lines reach the log once

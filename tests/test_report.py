@@ -264,3 +264,23 @@ def test_quality_control_table_and_risk_coverage_plot(tmp_path):
     assert "fpr95" not in text.split("## Quality control")[0]  # detection metrics only in their own tables
     assert (root / "risk_coverage.png").read_bytes()[:8] == PNG_MAGIC
     assert "risk_coverage.png" in result["plots"].values()
+
+
+def test_a_sweep_logged_to_wandb_gets_a_report_run(sweep, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from shapeshift.reporting.callback import ReportAfterSweep
+    from tests.helpers import wandb_records
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}},
+                               "logger": {"_target_": "lightning.pytorch.loggers.WandbLogger",
+                                          "project": "shapeshift", "mode": "offline"}})
+    ReportAfterSweep(plots=True).on_multirun_end(config)
+    (run_dir,) = (sweep / "wandb").glob("offline-run-*")
+    records = list(wandb_records(next(run_dir.glob("*.wandb"))))
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run.job_type == "report" and run.run_group == f"{sweep.parent.name}_{sweep.name}"
+    (table,) = (run_dir / "files" / "media" / "table" / "report").glob("results_*.table.json")
+    assert len(json.loads(table.read_text())["data"]) == 7  # one row per finished run
+    assert len(list((run_dir / "files" / "media" / "images" / "report").glob("*.png"))) == 4

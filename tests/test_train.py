@@ -1,6 +1,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from shapeshift.train import train
@@ -59,12 +60,24 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
                for u in r.summary.update}
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert summary["test/iid/acc"] == metrics["test/iid/acc"]
-    history_keys = {i.key for r in records if r.WhichOneof("record_type") == "history" for i in r.history.item}
-    assert not any(k.startswith("test/") for k in history_keys)  # test metrics once: summary, not history
+    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    assert not any(k.startswith("test/") for row in history for k in row)  # test metrics once: summary, not history
+    # Metrics against severity (step metric `severity`, 0 = i.i.d.), for the dashboard to average over runs.
+    curve = {row["severity"]: row for row in history if "severity" in row}
+    assert sorted(curve) == [0, 1, 2, 3, 4, 5]
+    assert curve[0]["severity/rotation/acc"] == metrics["test/iid/acc"]
+    assert curve[5]["severity/position/acc"] == metrics["test/position/s5/acc"]
+    assert curve[3]["severity/rotation/auroc/knn"] == metrics["test/rotation/s3/auroc/knn"]
+    defined = {r.metric.name or r.metric.glob_name: r.metric.step_metric for r in records
+               if r.WhichOneof("record_type") == "metric"}
+    assert defined.get("severity/rotation/*") == "severity"
     # Accuracy-vs-severity charts and example images with predictions travel with the run.
     media = runs[0] / "files" / "media"
     assert len(list((media / "images" / "examples" / "position").glob("s5_*.png"))) == 4
-    assert list((media / "table" / "severity").glob("rotation_table_*.table.json"))
+    (table,) = (media / "table").glob("results_*.table.json")  # one row per evaluation set
+    table = json.loads(table.read_text())
+    assert table["columns"][:5] == ["set", "family", "severity", "acc", "ece"] and len(table["data"]) == 52
     import wandb
 
     assert wandb.run is None  # finished, so a next job cannot log into this run
@@ -85,3 +98,12 @@ def test_a_resumed_run_continues_its_wandb_run(cfg_factory, tmp_path, monkeypatc
     assert len(runs) == 2  # one folder per process; `wandb sync` uploads both into the one run id
     assert {p.name.rsplit("-", 1)[-1] for p in runs} == {metrics["wandb/run_id"]}
     assert len(metrics["wandb/run_id"]) == 8
+
+
+def test_the_examples_are_the_most_confidently_wrong():
+    from shapeshift.wandb_catalog import confidently_wrong
+
+    predicted, labels = np.array([0, 1, 1, 0, 1, 0]), np.array([0, 0, 0, 0, 1, 1])
+    confidence = np.array([0.99, 0.7, 0.95, 0.6, 0.8, 0.9])
+    # Wrong: 1 (0.7), 2 (0.95), 5 (0.9) by confidence; then the least confident right ones: 3 (0.6), 4 (0.8).
+    assert confidently_wrong(predicted, confidence, labels, 4).tolist() == [2, 5, 1, 3]

@@ -86,6 +86,7 @@ class Classifier(L.LightningModule):
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def on_test_epoch_start(self) -> None:
+        self._predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._shift_generator = torch.Generator().manual_seed(self.consistency_seed)
 
     def test_step(self, batch, batch_idx):
@@ -99,6 +100,8 @@ class Classifier(L.LightningModule):
             features = tap.features() if self.qc.needs_features else {}
             self.qc.update(set_index, logits.argmax(1) == y, logits.float(), features)
         probs = logits.softmax(dim=1)
+        confidence, predicted = probs.max(dim=1)
+        self._predictions.append((predicted.cpu(), confidence.float().cpu()))  # in evaluation-set order
         for i in set_index.unique().tolist():
             keep = set_index == i
             self.test_acc[i].update(logits[keep], y[keep])
@@ -116,6 +119,8 @@ class Classifier(L.LightningModule):
 
     def on_test_epoch_end(self):
         # Not sent to the logger here: train() writes the whole result once (W&B: as the run's summary).
+        # Per image, in the evaluation sets' order: what W&B's example images are chosen from.
+        self.test_predictions = tuple(torch.cat(t) for t in zip(*self._predictions, strict=True)) if self._predictions else ()
         for i, name in enumerate(self.test_set_names):
             if not self.test_acc[i].update_called:
                 continue
