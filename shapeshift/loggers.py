@@ -72,7 +72,9 @@ def build_logger(cfg: DictConfig, run_name: str, group: str | None, tags: list[s
     os.makedirs(cfg.logger.save_dir, exist_ok=True)
     run = wandb.init(project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=cfg.logger.save_dir,
                      name=run_name, group=group, tags=tags, id=run_id, resume="allow", job_type="train",
-                     mode=cfg.logger.get("mode") or wandb_mode(), config=config)
+                     mode=cfg.logger.get("mode") or wandb_mode(), config=config,
+                     # W&B's banner and closing summary stay off the terminal unless asked for (WANDB_SILENT=false)
+                     settings=wandb.Settings(silent=os.environ.get("WANDB_SILENT", "true").lower() != "false"))
     return instantiate(cfg.logger, experiment=run)
 
 
