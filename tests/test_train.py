@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -96,7 +97,8 @@ def test_a_resumed_run_continues_its_wandb_run(cfg_factory, tmp_path, monkeypatc
     metrics = train(cfg_factory(*overrides))
     runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2  # one folder per process; `wandb sync` uploads both into the one run id
-    assert {p.name.rsplit("-", 1)[-1] for p in runs} == {metrics["wandb/run_id"]}
+    # offline-run-<date>_<time>-<id>, and "-1" appended when both start in the same second
+    assert {re.match(r"offline-run-\d{8}_\d{6}-([a-z0-9]+)", p.name)[1] for p in runs} == {metrics["wandb/run_id"]}
     assert len(metrics["wandb/run_id"]) == 8
 
 
