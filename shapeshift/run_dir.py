@@ -42,7 +42,6 @@ RISK_COVERAGE_FILE = "risk_coverage.json"
 NOT_RUNS = {HYDRA_DIR, "wandb", CHECKPOINT_DIR, "csv", "audit", "__pycache__", ".git"}  # never searched
 SEVERITY_KEY = re.compile(r"^test/(?P<family>[^/]+)/s(?P<severity>\d+)/(?P<metric>.+)$")
 SUMMARY_SETS = {IID, "mix", "ood"}  # set names that are not o.o.d. families
-CHECKPOINTS = ("last", "best")  # eval.checkpoint: the final epoch, or the lowest validation loss
 
 # The config sections that decide a run's results (`debug` is a group: its effect shows in data/trainer,
 # and its choice is added below so a smoke run never matches a full one).

@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-KINDS = ("global", "spatial", "stages")
-
 
 class FeatureTap:
     """While attached: per map size, the pooled last activation of that size."""
