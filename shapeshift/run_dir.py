@@ -292,6 +292,7 @@ class RunInfo:
     families: list[str] = field(default_factory=list)  # the catalog's order, from the run's config
     metrics: dict | None = None  # None: no readable metrics.json, the run did not finish
     problem: str | None = None  # why there are no metrics: the error file's first line, or what is missing
+    keys: dict | None = None  # the fingerprinted config keys (run.json), to tell variants of one arch apart
 
 
 def read_run(path: Path, metrics_file: str = METRICS_FILE) -> RunInfo:
@@ -301,7 +302,9 @@ def read_run(path: Path, metrics_file: str = METRICS_FILE) -> RunInfo:
     config = _mapping(_yaml(path / CONFIG_FILE))
     hydra = _mapping(_mapping(_yaml(path / HYDRA_DIR / "hydra.yaml")).get("hydra"))
     choices = _mapping(_mapping(hydra.get("runtime")).get("choices"))
-    identity = _mapping(_mapping(read_record(path)).get("identity"))
+    record = _mapping(read_record(path))
+    identity = _mapping(record.get("identity"))
+    info.keys = record.get("keys") if isinstance(record.get("keys"), dict) else None
     aug = _mapping(config.get("aug"))
     info.arch = identity.get("arch") or arch_name(choices, _mapping(config.get("arch")).get("_target_"))
     info.aug = identity.get("aug") or (aug_label(aug["name"], aug.get("magnitude", 1)) if aug.get("name") else None)

@@ -136,9 +136,9 @@ def test_report_files_tables_csv_and_missing_runs(sweep):
         rows = list(csv.DictReader(f))
     assert len(rows) == 7
     columns = list(rows[0])
-    assert columns[:6] == ["run_dir", "arch", "aug", "seed", "data", "epochs"]
-    assert columns[6:9] == ["eval/checkpoint", "eval/epoch", "eval/step"]  # which weights the row describes
-    assert columns[9:12] == ["val/acc", "test/iid/acc", "test/iid/ece"]
+    assert columns[:7] == ["run_dir", "arch", "variant", "aug", "seed", "data", "epochs"]
+    assert columns[7:10] == ["eval/checkpoint", "eval/epoch", "eval/step"]  # which weights the row describes
+    assert columns[10:13] == ["val/acc", "test/iid/acc", "test/iid/ece"]
     assert (rows[0]["eval/checkpoint"], rows[0]["eval/epoch"]) == ("last", "3")
     assert {"test/position/s3/acc", "test/ood/acc", "test/ood_iid_ratio", "time/fit_s"} <= set(columns)
     first = rows[0]
@@ -284,3 +284,38 @@ def test_a_sweep_logged_to_wandb_gets_a_report_run(sweep, monkeypatch):
     (table,) = (run_dir / "files" / "media" / "table" / "report").glob("results_*.table.json")
     assert len(json.loads(table.read_text())["data"]) == 7  # one row per finished run
     assert len(list((run_dir / "files" / "media" / "images" / "report").glob("*.png"))) == 4
+
+
+def test_runs_that_differ_in_a_config_key_are_reported_apart(tmp_path):
+    """A padding sweep of one arch and aug is three cells, not one mean over paddings; the seed never splits
+    a cell, and a run made before the key existed reads "unset" rather than joining a cell it may not match."""
+    root = tmp_path / "mechanism"
+    iid = {"zeros": 0.9, "reflect": 0.8, "circular": 0.7}
+    for mode, acc in iid.items():
+        for seed in (0, 1):
+            run = make_run(root, f"arch.padding_mode={mode},seed={seed}", "resnet18", "none", seed,
+                           metrics_for("resnet18", "none", seed, acc))
+            keys = {"seed": seed, "arch.padding_mode": mode, "data.image_size": 64, "aug.magnitude": 1.0}
+            (run / "run.json").write_text(json.dumps({"keys": keys, "identity": {}}))
+    old = make_run(root, "before_the_knob", "resnet18", "none", 0, metrics_for("resnet18", "none", 0, 0.5))
+    (old / "run.json").write_text(json.dumps({"keys": {"seed": 0, "data.image_size": 64}, "identity": {}}))
+    other = make_run(root, "other_arch", "cnn", "none", 0, metrics_for("cnn", "none", 0, 0.6))
+    (other / "run.json").write_text(json.dumps({"keys": {"seed": 0, "arch.padding_mode": "zeros"}, "identity": {}}))
+
+    result = rp.report([root], plots=False)
+    cells = {g.arch: (g.aug, g.n, round(g.stats["test/iid/acc"].mean, 6)) for g in result["groups"]}
+    assert cells == {"cnn": ("none", 1, 0.6),  # a cell of one config needs no label
+                     "resnet18 padding_mode=circular": ("none", 2, 0.7),
+                     "resnet18 padding_mode=reflect": ("none", 2, 0.8),
+                     "resnet18 padding_mode=unset": ("none", 1, 0.5),
+                     "resnet18 padding_mode=zeros": ("none", 2, 0.9)}
+    assert [g.arch for g in result["groups"]] == [  # the arch's place first, then its variants in order
+        "cnn", *(f"resnet18 padding_mode={m}" for m in ("circular", "reflect", "unset", "zeros"))]
+    with (root / "results.csv").open() as f:
+        variants = {r["variant"] for r in csv.DictReader(f)}
+    assert variants == {"", "padding_mode=zeros", "padding_mode=reflect", "padding_mode=circular", "padding_mode=unset"}
+    assert "| resnet18 padding_mode=reflect | none | 2 | 0.800" in (root / "report.md").read_text()
+
+
+def test_a_sweep_of_one_config_has_no_variants(sweep):
+    assert {r.variant for r in rp.collect([sweep])} == {""}

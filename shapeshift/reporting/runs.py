@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shapeshift.run_dir import METRICS_FILE, RunInfo, find_runs, is_number, read_run
+
+# Keys that never make a variant: the seed is what a group averages over, the aug label holds its magnitude.
+NOT_VARIANTS = {"seed", "aug.magnitude"}
 
 
 class ReportError(RuntimeError):
@@ -16,6 +21,7 @@ class ReportError(RuntimeError):
 @dataclass
 class Run(RunInfo):
     left_out: str | None = None  # finished, but below --min-iid: why it is not compared
+    variant: str = ""  # e.g. "padding_mode=reflect": what sets this run apart from others of its arch and aug
 
     @property
     def finished(self) -> bool:
@@ -27,7 +33,8 @@ class Run(RunInfo):
 
     @property
     def group(self) -> tuple[str, str]:
-        return (self.arch or "?", self.aug or "?")
+        arch = self.arch or "?"
+        return (f"{arch} {self.variant}" if self.variant else arch, self.aug or "?")
 
 
 def collect(roots: Sequence[str | os.PathLike], metrics_file: str = METRICS_FILE) -> list[Run]:
@@ -38,7 +45,43 @@ def collect(roots: Sequence[str | os.PathLike], metrics_file: str = METRICS_FILE
     if not dirs:
         names = ", ".join(str(r) for r in roots)
         raise ReportError(f"no runs found under {names} (a run directory holds .hydra/ or {METRICS_FILE})")
-    return [Run(**vars(read_run(d, metrics_file))) for d in dirs]
+    runs = [Run(**vars(read_run(d, metrics_file))) for d in dirs]
+    label_variants(runs)
+    return runs
+
+
+def variant_keys(runs: Sequence[Run]) -> dict[tuple, list[str]]:
+    """Per (arch, aug): the config keys that differ between its runs (padding, image size, epochs,
+    precision...). Averaging over them would mix different experiments, so they split the cell instead."""
+    by_cell: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if r.keys is not None:
+            by_cell.setdefault((r.arch, r.aug), []).append(r.keys)
+    return {cell: sorted(k for k in set().union(*members) - NOT_VARIANTS
+                         if len({_text(m.get(k)) for m in members}) > 1)
+            for cell, members in by_cell.items()}
+
+
+def label_variants(runs: Sequence[Run]) -> None:
+    """Set the `variant` of each run in a cell that `variant_keys` splits, from the last part of each key's name
+    (`arch.padding_mode=reflect`: "padding_mode=reflect"); a key a run's record lacks reads "unset"."""
+    keys = variant_keys(runs)
+    for r in runs:
+        if r.keys is not None and keys.get((r.arch, r.aug)):
+            r.variant = " ".join(f"{k.rsplit('.', 1)[-1]}={_label(r.keys, k)}" for k in keys[(r.arch, r.aug)])
+
+
+def _text(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _label(keys: dict, key: str) -> str:
+    if key not in keys:
+        return "unset"
+    value = keys[key]
+    if isinstance(value, (list, dict)):  # a pipeline or a family list: a short digest tells them apart
+        return hashlib.sha1(_text(value).encode()).hexdigest()[:6]
+    return str(value)
 
 
 def leave_out_unlearned(runs: Sequence[Run], min_iid: float) -> None:

@@ -3,6 +3,7 @@ rows of the report's tables in reading order."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,7 +28,9 @@ def _rank(value: str, order: Sequence[str]) -> tuple:
 
 
 def group_key_order(key: tuple[str, str]) -> tuple:
-    return (_rank(key[0], ARCH_ORDER), _rank(key[1], AUG_ORDER))
+    arch, _, variant = key[0].partition(" ")  # "resnet18 image_size=63": the arch's place, then its variants
+    natural = [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", variant)]
+    return (_rank(arch, ARCH_ORDER), _rank(key[1], AUG_ORDER), natural)
 
 
 def families_of(runs: Sequence[Run]) -> list[str]:

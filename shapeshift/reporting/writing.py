@@ -54,13 +54,13 @@ def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
     the checkpoint, and why it was left out of the comparison (empty when compared)."""
     finished = [r for r in runs if r.finished]
     keys = [k for k in metric_keys(finished) if k not in EVALUATED]
-    columns = ["run_dir", "arch", "aug", "seed", "data", "epochs", *EVALUATED, *keys, "checkpoint", "left_out"]
+    columns = ["run_dir", "arch", "variant", "aug", "seed", "data", "epochs", *EVALUATED, *keys, "checkpoint", "left_out"]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for r in finished:
             m = r.metrics
-            writer.writerow([str(r.path), r.arch, r.aug, "" if r.seed is None else r.seed, r.data or "",
+            writer.writerow([str(r.path), r.arch, r.variant, r.aug, "" if r.seed is None else r.seed, r.data or "",
                              m.get("epochs", ""), *(m.get(k, "") for k in EVALUATED),
                              *(m[k] if is_number(m.get(k)) else "" for k in keys),
                              m.get("checkpoint") or "", r.left_out or ""])
