@@ -40,11 +40,14 @@ def build_datamodule(cfg: DictConfig, augment: bool = True):
 
 
 def build_classifier(cfg: DictConfig, backbone: torch.nn.Module, test_set_names: list[str]) -> Classifier:
+    scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None
+    interval = scheduler.pop("interval", "epoch") if scheduler else "epoch"  # Lightning's, not the scheduler's
     return Classifier(
         backbone,
         num_classes=cfg.data.num_classes,
         optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        scheduler=instantiate(scheduler) if scheduler else None,
+        scheduler_interval=interval,
         test_set_names=test_set_names,
         ece_bins=cfg.eval.ece_bins,
         consistency_shift=cfg.eval.consistency_shift,

@@ -30,6 +30,7 @@ class Classifier(L.LightningModule):
         num_classes: int,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        scheduler_interval: str = "epoch",
         test_set_names: Sequence[str] = (IID,),
         ece_bins: int = 15,
         consistency_shift: int = 4,
@@ -42,6 +43,9 @@ class Classifier(L.LightningModule):
         self.backbone = backbone.to(memory_format=self.memory_format)
         self.num_classes = num_classes
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        self.scheduler_interval = scheduler_interval
         self.ece_bins, self.consistency_shift, self.consistency_seed = ece_bins, consistency_shift, consistency_seed
         self.loss = nn.CrossEntropyLoss()
         self.loaded_checkpoint: dict = {}
@@ -150,4 +154,5 @@ class Classifier(L.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
+                                                       "interval": self.scheduler_interval}}
