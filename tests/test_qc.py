@@ -88,3 +88,59 @@ def test_the_tap_reads_the_last_map_and_every_stage():
     assert torch.allclose(f["spatial"], nn.functional.adaptive_avg_pool2d(last, 2).flatten(1), atol=1e-6)
     assert f["stages"].shape == (5, 4 * 4 + 6 * 4)  # 8x8 stage and 4x4 stage, quadrant means each
     assert not net[0]._forward_hooks  # detached afterwards
+
+
+class EagerTap:
+    """The reference: every leaf's output pooled at once, the last of each size kept."""
+
+    def __init__(self):
+        self.by_size = {}
+
+    def hook(self, module, inputs, output):
+        if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:
+            fmap = output.detach().float()
+            self.by_size[output.shape[2] * output.shape[3]] = (fmap.mean(dim=(2, 3)),
+                                                               nn.functional.adaptive_avg_pool2d(fmap, 2).flatten(1))
+
+
+@pytest.mark.parametrize("arch", ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"])
+def test_the_tap_pools_once_per_stage_exactly_what_pooling_every_layer_gave(arch, cfg_factory):
+    """In-place ops after a stage's last layer (ReLU(inplace=True), a residual `+=`) must not change what is
+    read: the lazy tap equals, bit for bit, a tap that pools every leaf's output as it appears (bf16 too)."""
+    from shapeshift.pipeline import build_backbone  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    backbone = build_backbone(cfg_factory(f"arch={arch}"), arch).eval()
+    x = torch.randn(4, 3, 64, 64)
+    for autocast in (False, True):
+        eager = EagerTap()
+        handles = [m.register_forward_hook(eager.hook) for m in backbone.modules() if not list(m.children())]
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            backbone(x)
+            with tapped(backbone) as tap:
+                backbone(x)
+        for h in handles:
+            h.remove()
+        stages = [eager.by_size[s] for s in sorted(eager.by_size, reverse=True)]
+        f = tap.features()
+        assert torch.equal(f["global"], stages[-1][0]) and torch.equal(f["spatial"], stages[-1][1])
+        assert torch.equal(f["stages"], torch.cat([nn.functional.normalize(q, dim=1) for _, q in stages], dim=1))
+
+
+def test_mahalanobis_score_equals_the_per_class_quadratic_form():
+    g = torch.Generator().manual_seed(1)
+    x, labels = torch.randn(600, 40, generator=g), torch.randint(0, 3, (600,), generator=g)
+    det = Mahalanobis("global")
+    det.fit(x, labels)
+    test = 2 * torch.randn(50, 40, generator=g)
+    diff = test.double()[:, None, :] - det.means[None]
+    reference = -torch.einsum("bcd,de,bce->bc", diff, det.precision, diff).min(dim=1).values
+    assert torch.allclose(det.score(None, {"global": test}), reference, rtol=1e-12, atol=1e-9)
+    loaded = Mahalanobis("global")  # as qc.pt is read back: the factor is derived, not saved
+    state = {k: 2 * v for k, v in det.state_dict().items()}
+    assert set(state) == {"means", "precision"}
+    loaded.means, loaded.precision = torch.empty_like(state["means"]), torch.empty_like(state["precision"])
+    loaded.load_state_dict(state)
+    reference2 = -torch.einsum("bcd,de,bce->bc", test.double()[:, None, :] - state["means"][None], state["precision"],
+                               test.double()[:, None, :] - state["means"][None]).min(dim=1).values
+    assert torch.allclose(loaded.score(None, {"global": test}), reference2, rtol=1e-12, atol=1e-9)

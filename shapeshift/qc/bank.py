@@ -134,7 +134,7 @@ def load(path: Path, detectors: Sequence[str], gate: str, keep: float, k: int, f
         return None
     bank = DetectorBank(detectors, gate, keep, k)
     for name, det in bank.detectors.items():  # size the buffers before loading into them
-        for buf, _ in list(det.named_buffers()):
+        for buf in det.state_dict():  # saved buffers only: derived ones are rebuilt by the load itself
             setattr(det, buf, saved["state_dict"][f"detectors.{name}.{buf}"])
     bank.load_state_dict(saved["state_dict"])
     bank.fitted_on = fitted_on
