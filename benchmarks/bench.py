@@ -42,7 +42,7 @@ import shapeshift.config  # noqa: E402,F401 - the schemas the configs compose ag
 from shapeshift.data import shifts  # noqa: E402
 from shapeshift.data.render import render, sample_params  # noqa: E402
 from shapeshift.loggers import silence_known_noise  # noqa: E402
-from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule  # noqa: E402
+from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, quality_control  # noqa: E402
 from shapeshift.runtime import choose_precision  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,19 +200,26 @@ def _fit(dm):
 
 # 4 ---------------------------------------------------------------------------------------------------------
 def bench_eval(cache: str) -> None:
+    """The test of a finished run: the catalog alone, then with quality control (detectors fitted on the
+    training and validation images, then scored in the same forward pass as the metrics)."""
     for arch in ARCHS:
         cfg = config(f"arch={arch}", cache=cache)
         dm = build_datamodule(cfg, augment=False)
         dm.prepare_data()
-        model = build_classifier(cfg, build_backbone(cfg, arch), dm.test_set_names)
-        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                            precision=cfg.trainer.precision, enable_progress_bar=False,
-                            enable_model_summary=False)
         dm.setup("test")
         n = len(dm.test_set)
-        t = time.perf_counter()
-        trainer.test(model, datamodule=dm, verbose=False)
-        emit(f"evaluate {arch}: {n / (time.perf_counter() - t):,.0f} img/s over the whole catalog ({n:,} images)")
+        seconds = {}
+        for name, callbacks in (("catalog", []), ("catalog + qc", quality_control(cfg, None))):
+            model = build_classifier(cfg, build_backbone(cfg, arch), dm.test_set_names)
+            trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                                precision=cfg.trainer.precision, enable_progress_bar=False,
+                                enable_model_summary=False, callbacks=callbacks)
+            t = time.perf_counter()
+            trainer.test(model, datamodule=dm, verbose=False)
+            seconds[name] = time.perf_counter() - t
+        emit(f"evaluate {arch}: {seconds['catalog']:.1f} s for the catalog ({n:,} images, "
+             f"{n / seconds['catalog']:,.0f} img/s); {seconds['catalog + qc']:.1f} s with quality control "
+             f"(+{seconds['catalog + qc'] - seconds['catalog']:.1f} s: fit on 4,500 images, 8 detectors scored)")
 
 
 # 5 ---------------------------------------------------------------------------------------------------------
@@ -244,6 +251,23 @@ def bench_e2e(cache: str, sweep_dir: str | None = None) -> float:
         emit(f"  {m['arch']}/{m['aug']}: fit {m['time/fit_s']:.0f} s, test {m['time/test_s']:.0f} s, "
              f"iid {m['test/iid/acc']:.3f}")
     return wall
+
+
+def bench_startup(cache: str) -> None:
+    """What a multirun spends per job outside data, fit and test: the marginal wall time of one more tiny
+    job (`debug=smoke`), minus the times the job itself recorded."""
+    walls, per_job = {}, {}
+    for jobs in (1, 5):
+        sweep_dir = tempfile.mkdtemp(prefix="bench-startup-")
+        seeds = ",".join(str(s) for s in range(jobs))
+        walls[jobs], _ = timed([sys.executable, "-m", "shapeshift.train", "-m", "debug=smoke", "arch=cnn",
+                                f"seed={seeds}", f"trainer={TRAINER}", f"hydra.sweep.dir={sweep_dir}"], cache)
+        recorded = [json.loads(p.read_text()) for p in Path(sweep_dir).glob("*/metrics.json")]
+        per_job[jobs] = statistics.mean(m["time/data_s"] + m["time/fit_s"] + m["time/test_s"] for m in recorded)
+    marginal = (walls[5] - walls[1]) / 4
+    emit(f"start-up: one smoke job {walls[1]:.1f} s wall (process, imports, Hydra, one job); each further job "
+         f"of a multirun {marginal:.2f} s, of which {per_job[5]:.2f} s data + fit + test and "
+         f"{marginal - per_job[5]:.2f} s outside them (config, model, Trainer, files)")
 
 
 # FLOP floor ------------------------------------------------------------------------------------------------
@@ -297,7 +321,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--e2e", action="store_true", help="also time the default run and the seed sweep")
-    parser.add_argument("--only", choices=["render", "input", "step", "eval", "e2e", "cache", "floor"])
+    parser.add_argument("--only", choices=["render", "input", "step", "eval", "startup", "e2e", "cache", "floor"])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
     parser.add_argument("--sweep-dir", help="keep the timed sweep's runs here (default: a temporary folder)")
     parser.add_argument("--no-ftz", action="store_true", help="keep denormal floats (the state before the fix)")
@@ -328,6 +352,8 @@ def main() -> None:
         emit(f"fastest architecture consumes {max(rates.values()):,.0f} img/s")
     if wanted("eval"):
         bench_eval(cache)
+    if wanted("startup"):
+        bench_startup(cache)
     wall = bench_e2e(cache, args.sweep_dir) if args.e2e or args.only == "e2e" else None
     if wanted("floor") or wall:
         gflops = {name: matmul_gflops(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
