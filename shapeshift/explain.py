@@ -42,8 +42,9 @@ def explain(run: str, sets: list[str], n: int = 8, out: str | None = None) -> Pa
     info = read_run(run_dir)
     rows = explain_sets(model, datamodule, list(sets), n)
     path = Path(out).expanduser() if out else run_dir / "saliency.png"
+    knobs = f"{cfg.data.image_size} px" + (f", padding {cfg.arch.padding_mode}" if cfg.arch.get("padding_mode") else "")
     return draw_grid(path, rows, tuple(datamodule.class_names),
-                     f"Grad-CAM: arch={info.arch} aug={info.aug} seed={info.seed}")
+                     f"Grad-CAM: arch={info.arch} ({knobs}) aug={info.aug} seed={info.seed}")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="explain")
