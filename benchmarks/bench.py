@@ -2,7 +2,8 @@
 
     python -m benchmarks.bench                 # sections 1-4 and 6 (a few minutes on 2 cores)
     python -m benchmarks.bench --e2e           # adds 5: the default run and the seed sweep (about half an hour)
-    python -m benchmarks.bench --only step     # one section: render, input, step, eval, e2e, cache
+    python -m benchmarks.bench --only step     # one section: render, input, step, eval, startup, e2e, cache
+    python -m benchmarks.bench --only parallel # two jobs one after the other vs side by side, per arch
     python -m benchmarks.bench --trainer cpu_bf16 --only step   # the same figures under another trainer preset
 
 Throughputs are medians of repeated timings; the Lightning and plain-PyTorch loops are measured in the
@@ -270,6 +271,33 @@ def bench_startup(cache: str) -> None:
          f"{marginal - per_job[5]:.2f} s outside them (config, model, Trainer, files)")
 
 
+def bench_parallel(cache: str, epochs: int) -> None:
+    """Per architecture, the same two jobs (seeds 0 and 1) run one after the other with every core each (the
+    basic launcher) and side by side with the cores shared out (`hydra/launcher=joblib`, n_jobs = cores)."""
+    cores = os.cpu_count() or 1
+    launchers = {"one after the other": [], "side by side": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={cores}"]}
+    for arch in ARCHS:
+        walls, phases = {}, {}
+        for mode, extra in launchers.items():
+            sweep_dir = tempfile.mkdtemp(prefix="bench-parallel-")
+            seeds = ",".join(str(s) for s in range(cores))
+            walls[mode], rss = timed([sys.executable, "-m", "shapeshift.train", "-m", f"arch={arch}", f"seed={seeds}",
+                                      f"trainer.max_epochs={epochs}", "logger=none", f"trainer={TRAINER}", *extra,
+                                      f"hydra.sweep.dir={sweep_dir}"], cache)
+            recorded = [json.loads(p.read_text()) for p in Path(sweep_dir).glob("*/metrics.json")]
+            if len(recorded) != cores:
+                raise RuntimeError(f"{mode}: {len(recorded)} of {cores} jobs wrote metrics.json")
+            phases[mode] = (statistics.mean(m["time/fit_s"] for m in recorded),
+                            statistics.mean(m["time/test_s"] for m in recorded), rss)
+        (seq, par) = (walls[m] for m in launchers)
+        emit(f"parallel {arch} ({cores} jobs, {epochs} epoch(s) each): one after the other {seq:.0f} s "
+             f"(fit {phases['one after the other'][0]:.0f} s, test {phases['one after the other'][1]:.0f} s per job, "
+             f"{phases['one after the other'][2]:,.0f} MiB peak); side by side {par:.0f} s (fit "
+             f"{phases['side by side'][0]:.0f} s, test {phases['side by side'][1]:.0f} s per job, "
+             f"{phases['side by side'][2]:,.0f} MiB peak, all processes); side by side / one after the other "
+             f"= {par / seq:.2f}")
+
+
 # FLOP floor ------------------------------------------------------------------------------------------------
 def matmul_gflops(dtype: torch.dtype = torch.float32) -> float:
     a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
@@ -321,7 +349,9 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--e2e", action="store_true", help="also time the default run and the seed sweep")
-    parser.add_argument("--only", choices=["render", "input", "step", "eval", "startup", "e2e", "cache", "floor"])
+    parser.add_argument("--only", choices=["render", "input", "step", "eval", "startup", "parallel", "e2e", "cache",
+                                                   "floor"])
+    parser.add_argument("--parallel-epochs", type=int, default=1, help="epochs per job in the parallel section")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
     parser.add_argument("--sweep-dir", help="keep the timed sweep's runs here (default: a temporary folder)")
     parser.add_argument("--no-ftz", action="store_true", help="keep denormal floats (the state before the fix)")
@@ -354,6 +384,8 @@ def main() -> None:
         bench_eval(cache)
     if wanted("startup"):
         bench_startup(cache)
+    if args.only == "parallel":  # minutes: only when asked for
+        bench_parallel(cache, args.parallel_epochs)
     wall = bench_e2e(cache, args.sweep_dir) if args.e2e or args.only == "e2e" else None
     if wanted("floor") or wall:
         gflops = {name: matmul_gflops(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from shapeshift.qc.detectors import Energy, KNearest, Mahalanobis, MaxSoftmax
+from shapeshift.qc.detectors import SHRINKAGE, Energy, KNearest, Mahalanobis, MaxSoftmax
 from shapeshift.qc.features import tapped
 from shapeshift.qc.gate import SaturatedScores, detection, gate_metrics, risk_coverage, threshold
 
@@ -127,20 +127,37 @@ def test_the_tap_pools_once_per_stage_exactly_what_pooling_every_layer_gave(arch
         assert torch.equal(f["stages"], torch.cat([nn.functional.normalize(q, dim=1) for _, q in stages], dim=1))
 
 
+def shrunk_precision(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lee et al.'s class means and shared precision, written out plainly: the reference for the detector."""
+    x = x.double()
+    means = torch.stack([x[labels == c].mean(0) for c in labels.unique()])
+    centred = x - means[labels]
+    cov = centred.T @ centred / len(x)
+    cov = (1 - SHRINKAGE) * cov + SHRINKAGE * cov.diagonal().mean() * torch.eye(len(cov), dtype=cov.dtype)
+    return means, torch.linalg.inv(cov)
+
+
+def min_quadratic_form(test: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    diff = test.double()[:, None, :] - means[None]
+    return -torch.einsum("bcd,de,bce->bc", diff, precision, diff).min(dim=1).values
+
+
 def test_mahalanobis_score_equals_the_per_class_quadratic_form():
     g = torch.Generator().manual_seed(1)
     x, labels = torch.randn(600, 40, generator=g), torch.randint(0, 3, (600,), generator=g)
+    x[:, :20] = x[:, 20:] + 0.1 * x[:, :20]  # strongly correlated features: the precision matters
     det = Mahalanobis("global")
     det.fit(x, labels)
+    means, precision = shrunk_precision(x, labels)
     test = 2 * torch.randn(50, 40, generator=g)
-    diff = test.double()[:, None, :] - det.means[None]
-    reference = -torch.einsum("bcd,de,bce->bc", diff, det.precision, diff).min(dim=1).values
-    assert torch.allclose(det.score(None, {"global": test}), reference, rtol=1e-12, atol=1e-9)
-    loaded = Mahalanobis("global")  # as qc.pt is read back: the factor is derived, not saved
-    state = {k: 2 * v for k, v in det.state_dict().items()}
-    assert set(state) == {"means", "precision"}
-    loaded.means, loaded.precision = torch.empty_like(state["means"]), torch.empty_like(state["precision"])
+    assert torch.allclose(det.score(None, {"global": test}), min_quadratic_form(test, means, precision),
+                          rtol=1e-10, atol=1e-9)
+    # As qc.pt is read back: only the means and the covariance's Cholesky factor are saved.
+    state = det.state_dict()
+    assert set(state) == {"means", "chol"}
+    loaded = Mahalanobis("global")
+    loaded.means, loaded.chol = torch.empty_like(state["means"]), torch.empty_like(state["chol"])
     loaded.load_state_dict(state)
-    reference2 = -torch.einsum("bcd,de,bce->bc", test.double()[:, None, :] - state["means"][None], state["precision"],
-                               test.double()[:, None, :] - state["means"][None]).min(dim=1).values
-    assert torch.allclose(loaded.score(None, {"global": test}), reference2, rtol=1e-12, atol=1e-9)
+    assert torch.equal(loaded.score(None, {"global": test}), det.score(None, {"global": test}))
+
+

@@ -149,6 +149,24 @@ def test_evaluate_reproduces_the_runs_own_test_metrics(trained_run):
     assert {k: again[k] for k in tested} == tested
 
 
+def test_a_qc_file_of_an_older_format_is_fitted_again_not_misread(trained_run, tmp_path):
+    import shutil
+
+    import torch
+
+    old = tmp_path / "old"
+    shutil.copytree(trained_run, old)
+    saved = torch.load(old / "qc.pt", weights_only=True)
+    # Before 2026-11-29 the Mahalanobis detectors saved their precision matrix, not the covariance's factor.
+    saved["state_dict"] = {k.replace(".chol", ".precision"): v for k, v in saved["state_dict"].items()}
+    torch.save(saved, old / "qc.pt")
+    again = evaluate_run(old, today_catalog(), families=None)
+    trained = read_metrics(trained_run)
+    assert {k: again[k] for k in trained if k.startswith("test/")} == {k: v for k, v in trained.items()
+                                                                        if k.startswith("test/")}
+    assert ".chol" in " ".join(torch.load(old / "qc.pt", weights_only=True)["state_dict"])  # refitted, saved anew
+
+
 def test_evaluate_picks_up_a_family_added_after_training(trained_run):
     squash = [{"affine": {"scale": 1.0 + s / 10, "shear": 5 * s}} for s in range(1, 6)]
     m = evaluate_run(trained_run, today_catalog(squash=squash), families=["squash"], out="eval-squash.json")

@@ -133,8 +133,11 @@ def load(path: Path, detectors: Sequence[str], gate: str, keep: float, k: int, f
     if same != (list(detectors), gate, keep, k, fitted_on):
         return None
     bank = DetectorBank(detectors, gate, keep, k)
+    if set(saved["state_dict"]) != set(bank.state_dict()):  # an older format (the Mahalanobis precision)
+        log.info("%s was saved by an older version of shapeshift: the detectors are fitted again", path)
+        return None
     for name, det in bank.detectors.items():  # size the buffers before loading into them
-        for buf in det.state_dict():  # saved buffers only: derived ones are rebuilt by the load itself
+        for buf in det.state_dict():
             setattr(det, buf, saved["state_dict"][f"detectors.{name}.{buf}"])
     bank.load_state_dict(saved["state_dict"])
     bank.fitted_on = fitted_on

@@ -49,30 +49,31 @@ class Mahalanobis(Detector):
         super().__init__()
         self.features = features
         self.register_buffer("means", torch.empty(0))
-        self.register_buffer("precision", torch.empty(0))
-        # L with precision = L L^T: derived, so not saved in qc.pt; refreshed after a fit and after a load.
-        self.register_buffer("factor", torch.empty(0), persistent=False)
-        self.register_load_state_dict_post_hook(lambda module, _: module.refresh_factor())
-
-    def refresh_factor(self) -> None:
-        self.factor = torch.linalg.cholesky(self.precision) if self.precision.numel() else torch.empty(0)
+        # L with covariance = L L^T (lower triangular), so (x - m)^T cov^-1 (x - m) = |L^-1 (x - m)|^2: no
+        # inverse is ever formed. For the anti-aliased ResNet's 8,192-wide `stages` features, inverting the
+        # covariance and then factoring the precision took 17 s and two more 0.5 GiB matrices; its Cholesky
+        # factor alone takes 2.5 s, computed in place.
+        self.register_buffer("chol", torch.empty(0))
 
     def fit(self, features, labels):
-        x = features.double()
+        x = features.to(torch.float64, copy=True)
         classes = labels.unique()
         means = torch.stack([x[labels == c].mean(0) for c in classes])
-        centred = x - means[torch.searchsorted(classes, labels)]
-        cov = centred.T @ centred / len(x)
+        x -= means[torch.searchsorted(classes, labels)]
+        cov = x.T @ x
+        del x
+        cov /= len(labels)
         scale = cov.diagonal().mean()
-        cov = (1 - SHRINKAGE) * cov + SHRINKAGE * scale * torch.eye(len(cov), dtype=cov.dtype)
-        self.means, self.precision = means, torch.linalg.inv(cov)
-        self.refresh_factor()
+        cov *= 1 - SHRINKAGE
+        cov.diagonal().add_(SHRINKAGE * scale)
+        self.means, self.chol = means, torch.linalg.cholesky(cov, out=cov)
 
     def score(self, logits, features):
-        # (x - m)^T P (x - m) = |L^T x - L^T m|^2: one (B, D) x (D, D) product for all classes, not one per
-        # class (the 4,096-wide `stages` features made this the test's largest cost after the forward pass).
-        z = features[self.features].double() @ self.factor
-        d2 = ((z[:, None, :] - (self.means @ self.factor)[None]) ** 2).sum(dim=2)  # (B, C)
+        # One triangular solve per batch for all classes: the class means are whitened once (B + C rows).
+        x = torch.cat([features[self.features].double(), self.means])
+        z = torch.linalg.solve_triangular(self.chol, x.T, upper=False).T
+        z, zm = z[: len(z) - len(self.means)], z[len(z) - len(self.means) :]
+        d2 = ((z[:, None, :] - zm[None]) ** 2).sum(dim=2)  # (B, C)
         return -d2.min(dim=1).values
 
 
