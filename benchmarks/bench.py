@@ -294,7 +294,7 @@ def bench_parallel(cache: str, epochs: int) -> None:
              f"(fit {phases['one after the other'][0]:.0f} s, test {phases['one after the other'][1]:.0f} s per job, "
              f"{phases['one after the other'][2]:,.0f} MiB peak); side by side {par:.0f} s (fit "
              f"{phases['side by side'][0]:.0f} s, test {phases['side by side'][1]:.0f} s per job, "
-             f"{phases['side by side'][2]:,.0f} MiB peak, all processes); side by side / one after the other "
+             f"{phases['side by side'][2]:,.0f} MiB peak of the largest process); side by side / one after the other "
              f"= {par / seq:.2f}")
 
 

@@ -1,6 +1,11 @@
-"""Process-wide numeric settings, applied before torch starts its thread pool."""
+"""Process-wide settings: numerics applied before torch starts its thread pool, the precision a machine
+computes fastest, and each job's memory (released before it starts, its peak measured)."""
 
 from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
 
 import torch
 
@@ -47,3 +52,37 @@ def choose_precision(precision: str, accelerator: str) -> tuple[str, str]:
     if native:
         return "bf16-mixed", f"the CPU computes bf16 natively ({', '.join(native)})"
     return "32-true", "the CPU has no native bf16 (no amx_bf16 or avx512_bf16): bf16 would be emulated, slower"
+
+
+def reset_peak_memory() -> None:
+    """Start a new peak-memory window for this process, so each job of a multirun measures its own peak
+    (the process's lifetime peak would carry the largest earlier job). Linux 4.0+; a no-op elsewhere."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mib() -> float | None:
+    """Peak resident memory (VmHWM) since the last reset, in MiB; None where the kernel does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def release_memory() -> None:
+    """Hand the memory an earlier job freed back to the system before the next job of a multirun starts.
+
+    Without it, each job starts from what the last one left behind: unreachable cycles (Lightning's trainer
+    and module refer to each other) and free heap pages glibc keeps (measured: ResNet-18 jobs in one process
+    left 1.3-1.8 GiB resident, 0.5 GiB after this).
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

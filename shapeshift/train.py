@@ -59,7 +59,13 @@ from shapeshift.run_dir import (
     write_json,
     write_metrics,
 )
-from shapeshift.runtime import choose_precision, fast_cpu_math
+from shapeshift.runtime import (
+    choose_precision,
+    fast_cpu_math,
+    peak_memory_mib,
+    release_memory,
+    reset_peak_memory,
+)
 from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
@@ -141,6 +147,8 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
                           default_root_dir=str(out))
     resume = checkpoint_file(out, "last")
     try:
+        release_memory()  # what earlier jobs of this multirun left behind
+        reset_peak_memory()
         t0 = time.perf_counter()
         datamodule.prepare_data()
         t_data = time.perf_counter()
@@ -158,6 +166,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
             "arch": ident["arch"], "aug": ident["aug"], "seed": ident["seed"],
             "epochs": int(trainer.current_epoch), "torch_threads": torch.get_num_threads(), "precision": precision,
             "time/data_s": t_data - t0, "time/fit_s": t_fit - t_data, "time/test_s": t_test - t_fit,
+            "memory/peak_mib": peak_memory_mib(),  # this job's peak resident memory, whole process
             "checkpoint": str(evaluated.relative_to(out)), "eval/checkpoint": cfg.eval.checkpoint,
             "eval/epoch": loaded["epoch"], "eval/step": loaded["step"],
             **{k: v for k, v in loaded.items() if k.startswith("val/")},

@@ -1,4 +1,4 @@
-"""Scale out on Hydra's launchers (optional extra: pip install -e '.[launchers]')."""
+"""Scale out on Hydra's launchers (joblib always; submitit from the optional extra '.[launchers]')."""
 
 import json
 import os
@@ -6,9 +6,6 @@ import os
 import pytest
 
 from tests.helpers import run_cli
-
-pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
 
 
 def shapeshift(args, cache_dir, timeout=600):
@@ -20,7 +17,7 @@ def finished(sweep):
 
 
 def test_joblib_runs_two_jobs_side_by_side_without_oversubscribing(cache_dir, tmp_path):
-    proc = shapeshift(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "arch=cnn,maxpool",
+    proc = shapeshift(["-m", "hydra/launcher=side_by_side", "arch=cnn,maxpool",
                        "debug=smoke", "logger=none", f"hydra.sweep.dir={tmp_path}"], cache_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert finished(tmp_path) == ["cnn", "maxpool"]
@@ -30,6 +27,7 @@ def test_joblib_runs_two_jobs_side_by_side_without_oversubscribing(cache_dir, tm
 
 
 def test_submitit_local_end_to_end(cache_dir, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     proc = shapeshift(["-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1",
                        "hydra.launcher.timeout_min=10", "arch=cnn", "debug=smoke", "logger=none",
                        f"hydra.sweep.dir={tmp_path}"], cache_dir)

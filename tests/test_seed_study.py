@@ -45,6 +45,13 @@ def test_seed_study_sweep_folder_and_job_names():
     assert "experiment" in cfg.hydra.job.config.override_dirname.exclude_keys
 
 
+def test_seed_study_runs_two_jobs_at_a_time_unless_told_otherwise():
+    launcher = compose_train(["experiment=seed_study"]).hydra.launcher
+    assert launcher._target_.endswith("JoblibLauncher") and launcher.n_jobs == 2
+    basic = compose_train(["experiment=seed_study", "hydra/launcher=basic"]).hydra.launcher
+    assert basic._target_.endswith("BasicLauncher")
+
+
 def test_command_line_narrows_or_extends_the_study():
     jobs = sweep_jobs(["experiment=seed_study", "seed=0,1,2,3,4", "arch=gap"])
     assert len(jobs) == 15
