@@ -21,6 +21,11 @@ ARCHS = sorted(p.stem for p in (CONF / "arch").glob("*.yaml"))
 AUGS = sorted(p.stem for p in (CONF / "aug").glob("*.yaml"))
 
 
+def without_measurements(metrics: dict) -> dict:
+    """The results, without what depends on the machine's load: wall times and peak memory."""
+    return {k: v for k, v in metrics.items() if not k.startswith(("time/", "memory/"))}
+
+
 def compose_train(overrides: list[str]) -> DictConfig:
     """`conf/train.yaml` composed as the CLI would, the `hydra` node included."""
     GlobalHydra.instance().clear()

@@ -6,6 +6,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from shapeshift.train import train
+from tests.helpers import without_measurements
 
 # 13 steps per epoch; the strided CNN reaches val/acc 1.000 within its first epoch here.
 SATURATING = ["debug=smoke", "logger=none", "arch=cnn", "data.image_size=32", "data.n_train_per_class=200",
@@ -41,10 +42,6 @@ def stored(path) -> tuple[int, int]:
     return ckpt["epoch"], ckpt["global_step"]
 
 
-def without_times(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
-
-
 def test_the_final_epoch_is_evaluated_and_a_killed_run_resumes_from_its_newest_epoch(cfg_factory, tmp_path):
     seen = Record()
     whole = train(cfg_factory(*SATURATING, output_dir=tmp_path / "whole"), callbacks=[seen])
@@ -68,7 +65,7 @@ def test_the_final_epoch_is_evaluated_and_a_killed_run_resumes_from_its_newest_e
     resumed = train(cfg_factory(*SATURATING, output_dir=run_dir), callbacks=[second])
     assert second.trained == [2, 3]  # only the epochs the killed run had not finished
     assert resumed["eval/epoch"] == 3
-    assert without_times(resumed) == without_times(whole)
+    assert without_measurements(resumed) == without_measurements(whole)
 
 
 @pytest.mark.parametrize("lr, case", [(3e-3, "best before last"), (1e-2, "tied")])

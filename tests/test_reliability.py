@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from shapeshift.data.cache import cached
 from shapeshift.run_dir import RunMismatch, read_record
 from shapeshift.train import train
-from tests.helpers import run_cli
+from tests.helpers import run_cli, without_measurements
 
 SMALL = ["debug=smoke", "logger=none", "arch=cnn", "aug=basic", "trainer.max_epochs=3",
          "data.n_train_per_class=48", "data.batch_size=16"]
@@ -22,10 +22,6 @@ class KillAfterFirstEpoch(Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == 1:
             raise RuntimeError("killed after the first epoch")
-
-
-def without_times(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
 
 def snapshot(run_dir) -> dict:
@@ -78,7 +74,7 @@ def test_a_finished_run_is_skipped_unless_forced(cfg_factory, tmp_path):
     assert train(cfg_factory(*SMALL[:3], output_dir=tmp_path / "run"), callbacks=[MustNotTrain()]) == first
     assert (tmp_path / "run" / "metrics.json").stat().st_mtime_ns == stamp
     again = train(cfg_factory(*SMALL[:3], "force=true", output_dir=tmp_path / "run"))
-    assert without_times(again) == without_times(first)
+    assert without_measurements(again) == without_measurements(first)
     assert (tmp_path / "run" / "metrics.json").stat().st_mtime_ns != stamp
 
 

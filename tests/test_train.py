@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shapeshift.train import train
-from tests.helpers import assert_metrics_consistent, wandb_records
+from tests.helpers import assert_metrics_consistent, wandb_records, without_measurements
 
 SMALL = ["debug=smoke", "logger=csv"]
 
@@ -39,8 +39,7 @@ def test_the_strided_cnn_learns_the_shortcut(trainer, cfg_factory):
 def test_same_seed_same_metrics(cfg_factory, tmp_path):
     a = train(cfg_factory(*SMALL, "arch=maxpool", "aug=basic", output_dir=tmp_path / "a"))
     b = train(cfg_factory(*SMALL, "arch=maxpool", "aug=basic", output_dir=tmp_path / "b"))
-    strip = lambda m: {k: v for k, v in m.items() if not k.startswith("time/")}  # noqa: E731
-    assert strip(a) == strip(b)
+    assert without_measurements(a) == without_measurements(b)
 
 
 def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch):
