@@ -106,6 +106,8 @@ def torch_threads(cfg: DictConfig) -> int | None:
 
 def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     """Fit, test the chosen checkpoint on every evaluation set, write `metrics.json`, return the metrics."""
+    release_memory()  # what earlier jobs of this multirun left behind
+    reset_peak_memory()  # from here on, this job's own peak
     silence_known_noise()
     route_lightning_logs()
     validate(cfg)
@@ -147,8 +149,6 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
                           default_root_dir=str(out))
     resume = checkpoint_file(out, "last")
     try:
-        release_memory()  # what earlier jobs of this multirun left behind
-        reset_peak_memory()
         t0 = time.perf_counter()
         datamodule.prepare_data()
         t_data = time.perf_counter()
