@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint train sweep preview bench clean
+.PHONY: help install test test-full lint train sweep preview bench gpu-check clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,9 @@ preview: $(INSTALLED) ## Draw the o.o.d. catalog into outputs/preview.png
 
 bench: $(INSTALLED) ## Benchmarks (render, input path, step, evaluation, FLOP floor) -> benchmarks/results.md
 	$(BIN)/python -m benchmarks.bench $(ARGS)
+
+gpu-check: $(INSTALLED) ## On a CUDA machine: the GPU check (benchmarks/gpu_check.sh), summary in outputs/gpu_check/
+	PYTHON=$(BIN)/python bash benchmarks/gpu_check.sh
 
 clean: ## Remove run outputs (keeps the render cache in ~/.cache/shapeshift)
 	rm -rf outputs/runs outputs/sweeps

@@ -5,6 +5,7 @@
     python -m benchmarks.bench --only step     # one section: render, input, step, eval, startup, e2e, cache
     python -m benchmarks.bench --only parallel # two jobs one after the other vs side by side, per arch
     python -m benchmarks.bench --trainer cpu_bf16 --only step   # the same figures under another trainer preset
+    python -m benchmarks.bench --accelerator cpu --only eval     # the Trainers on the CPU (default auto: GPU if any)
 
 Throughputs are medians of repeated timings; the Lightning and plain-PyTorch loops are measured in the
 same process, interleaved, on the same model, data and batch.
@@ -44,12 +45,13 @@ from shapeshift.data import shifts  # noqa: E402
 from shapeshift.data.render import render, sample_params  # noqa: E402
 from shapeshift.loggers import silence_known_noise  # noqa: E402
 from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, quality_control  # noqa: E402
-from shapeshift.runtime import choose_precision  # noqa: E402
+from shapeshift.runtime import AUTO, choose_deterministic, choose_precision  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"]
 LINES: list[str] = []
 TRAINER = "default"  # the trainer preset every figure is taken under (`--trainer`)
+ACCELERATOR = AUTO  # the Trainers' accelerator (`--accelerator`): auto is the GPU when there is one, else the CPU
 
 
 def emit(line: str) -> None:
@@ -64,7 +66,7 @@ def config(*overrides: str, cache: str):
     with open_dict(cfg):
         cfg.output_dir = tempfile.mkdtemp(prefix="bench-run-")
         cfg.data.cache_dir = cache
-        cfg.trainer.precision = choose_precision(cfg.trainer.precision, cfg.trainer.accelerator)[0]  # as train does
+        cfg.trainer.precision = choose_precision(cfg.trainer.precision, ACCELERATOR)[0]  # as train does
     return cfg
 
 
@@ -158,10 +160,11 @@ def plain_loop(model, dm, steps: int, warmup: int, precision: str = "32-true") -
 
 def lightning_loop(cfg, model, dm, steps: int, warmup: int) -> float:
     timer = StepTimer(warmup)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps + warmup, limit_val_batches=0,
+    trainer = L.Trainer(accelerator=ACCELERATOR, devices=1, max_steps=steps + warmup, limit_val_batches=0,
                         precision=cfg.trainer.precision,
                         logger=False, enable_checkpointing=False, enable_progress_bar=True,
-                        enable_model_summary=False, deterministic=cfg.trainer.deterministic,
+                        enable_model_summary=False,
+                        deterministic=choose_deterministic(cfg.trainer.deterministic, ACCELERATOR)[0],
                         num_sanity_val_steps=0, log_every_n_steps=cfg.trainer.log_every_n_steps,
                         callbacks=[timer])
     trainer.fit(model, datamodule=dm)
@@ -212,7 +215,7 @@ def bench_eval(cache: str) -> None:
         seconds = {}
         for name, callbacks in (("catalog", []), ("catalog + qc", quality_control(cfg, None))):
             model = build_classifier(cfg, build_backbone(cfg, arch), dm.test_set_names)
-            trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+            trainer = L.Trainer(accelerator=ACCELERATOR, devices=1, logger=False, enable_checkpointing=False,
                                 precision=cfg.trainer.precision, enable_progress_bar=False,
                                 enable_model_summary=False, callbacks=callbacks)
             t = time.perf_counter()
@@ -356,11 +359,14 @@ def main() -> None:
     parser.add_argument("--sweep-dir", help="keep the timed sweep's runs here (default: a temporary folder)")
     parser.add_argument("--no-ftz", action="store_true", help="keep denormal floats (the state before the fix)")
     parser.add_argument("--trainer", default="default", help="trainer preset (conf/trainer/) for every figure")
+    parser.add_argument("--accelerator", default=AUTO,
+                        help="the Trainers' accelerator (cpu, gpu, ...; default auto: the GPU when there is one)")
     args = parser.parse_args()
-    global TRAINER
-    TRAINER = args.trainer
+    global TRAINER, ACCELERATOR
+    TRAINER, ACCELERATOR = args.trainer, args.accelerator
     silence_known_noise()
-    emit(f"machine: {machine()}, denormals {'kept' if args.no_ftz else 'flushed to zero'}, trainer={TRAINER}")
+    emit(f"machine: {machine()}, denormals {'kept' if args.no_ftz else 'flushed to zero'}, trainer={TRAINER}, "
+         f"accelerator={ACCELERATOR}")
     cache = tempfile.mkdtemp(prefix="bench-cache-")
     wanted = lambda name: args.only in (None, name)  # noqa: E731
 

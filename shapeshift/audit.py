@@ -28,7 +28,7 @@ from shapeshift.qc.images import Folder, read_folder
 from shapeshift.qc.screen import Screening, load, screen
 from shapeshift.qc.sheet import contact_sheet
 from shapeshift.run_dir import find_runs, read_run
-from shapeshift.runtime import fast_cpu_math
+from shapeshift.runtime import AUTO, fast_cpu_math
 
 log = logging.getLogger("shapeshift")
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
@@ -46,15 +46,17 @@ def _paths(run: str, images: str, out: str | None) -> tuple[Path, Path, Path]:
     return run_dir, folder, out_dir
 
 
-def audit(run: str, images: str, out: str | None = None, keep: float = 0.95, sheet: int = 48) -> dict:
-    """One run on one folder: per-image predictions and flags, a contact sheet, a summary dict."""
+def audit(run: str, images: str, out: str | None = None, keep: float = 0.95, sheet: int = 48,
+          accelerator: str = AUTO) -> dict:
+    """One run on one folder: per-image predictions and flags, a contact sheet, a summary dict. The model runs
+    on the device `accelerator` chooses (`auto`: the GPU when there is one)."""
     run_dir, folder, out_dir = _paths(run, images, out)
     if not 0 < keep < 1:
         raise ConfigError(f"keep must be between 0 and 1 (share of i.i.d. images not flagged), got {keep}")
     loaded = load(run_dir)
     cfg, datamodule, _ = loaded
     sample = read_folder(folder, cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names))
-    s = screen(run_dir, sample, keep, loaded)
+    s = screen(run_dir, sample, keep, loaded, accelerator)
     out_dir.mkdir(parents=True, exist_ok=True)
     classes = s.class_names
     with open(out_dir / "audit.csv", "w", newline="") as f:
@@ -106,7 +108,7 @@ def summary(result: dict) -> str:
     return "\n".join(lines)
 
 
-def rank_sweep(sweep: str, images: str, out: str | None = None, keep: float = 0.95) -> dict:
+def rank_sweep(sweep: str, images: str, out: str | None = None, keep: float = 0.95, accelerator: str = AUTO) -> dict:
     """Every finished run of a sweep screened on one folder; runs and cells ranked (ranking.csv, .md)."""
     sweep_dir, folder, out_dir = _paths(sweep, images, out)
     rows, labelled = [], None
@@ -118,7 +120,7 @@ def rank_sweep(sweep: str, images: str, out: str | None = None, keep: float = 0.
         loaded = load(run_dir)
         cfg, datamodule, _ = loaded
         sample = read_folder(folder, cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names))
-        s = screen(run_dir, sample, keep, loaded)
+        s = screen(run_dir, sample, keep, loaded, accelerator)
         labelled = sample.labelled
         rows.append({"arch": info.arch, "aug": info.aug, "seed": info.seed, "n": len(sample.names),
                      "correct": int((s.predicted == sample.labels).sum()) if labelled else None,
@@ -135,13 +137,13 @@ def main(cfg: DictConfig) -> None:
     silence_known_noise()
     try:
         if len(find_runs(Path(cfg.run).expanduser())) > 1:
-            result = rank_sweep(cfg.run, cfg.images, cfg.out, cfg.keep)
+            result = rank_sweep(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.accelerator)
             best = result["best"]
             print(f"ranked {len(result['runs'])} runs -> {result['md']}")
             print(f"deploy: arch={best['arch']} aug={best['aug']}"
                   + ("" if result["labelled"] else " (unlabelled sample: ranked by flagged share only)"))
         else:
-            print(summary(audit(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.sheet)))
+            print(summary(audit(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.sheet, cfg.accelerator)))
     except (ConfigError, FileNotFoundError) as err:
         print(f"shapeshift: {err}", file=sys.stderr)
         sys.exit(2)

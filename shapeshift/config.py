@@ -71,9 +71,9 @@ class ShiftConfig:
 
 # Set by train(), never from YAML: the logger, the callbacks and where Lightning writes.
 _TRAINER_SET_IN_CODE = ("logger", "callbacks", "plugins", "default_root_dir")
-# Our defaults where they differ from Lightning's. precision (typed Any: a Union of literals) is resolved
-# from `auto` by shapeshift.runtime.choose_precision before the Trainer sees it.
-_OURS = {"precision": "auto", "max_epochs": 5}
+# Our defaults where they differ from Lightning's. precision and deterministic (typed Any: unions of
+# literals) are resolved from `auto` by shapeshift.runtime before the Trainer sees them.
+_OURS = {"precision": "auto", "deterministic": "auto", "max_epochs": 5}
 
 
 def _field_type(annotation):
@@ -152,7 +152,7 @@ class EvaluateConfig:
     run: str = MISSING  # a run dir, or a sweep dir (every run in it)
     families: list[str] | None = None  # null: the whole current catalog
     out: str = "evaluation.json"
-    accelerator: str = "cpu"
+    accelerator: str = "auto"  # auto: the GPU when there is one, else the CPU
     shift: ShiftConfig = field(default_factory=ShiftConfig)
 
 
@@ -163,7 +163,7 @@ class AuditConfig:
     out: str | None = None  # null: <run>/audit/<folder name>
     keep: float = 0.95  # share of i.i.d. validation images NOT flagged: sets the confidence threshold
     sheet: int = 48  # images on the contact sheet
-    accelerator: str = "cpu"
+    accelerator: str = "auto"  # auto: the GPU when there is one, else the CPU
 
 
 @dataclass
@@ -172,6 +172,7 @@ class ExplainConfig:
     sets: list[str] = field(default_factory=lambda: ["iid", "position/s5"])
     n: int = 8  # images per set, classes in turn
     out: str | None = None  # null: <run>/saliency.png
+    accelerator: str = "auto"  # auto: the GPU when there is one, else the CPU
 
 
 def register_schemas() -> None:

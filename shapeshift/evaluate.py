@@ -24,14 +24,14 @@ from shapeshift.loggers import silence_known_noise
 from shapeshift.pipeline import build_datamodule, quality_control, test_metrics
 from shapeshift.restore import RunError, checkpoint_path, load_model, load_run_config
 from shapeshift.run_dir import METRICS_FILE, find_runs, tidy, write_metrics
-from shapeshift.runtime import fast_cpu_math
+from shapeshift.runtime import AUTO, choose_deterministic, fast_cpu_math
 
 log = logging.getLogger("shapeshift")
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
 
 
 def evaluate_run(run_dir: Path, shift: DictConfig, families: list[str] | None, out: str = "evaluation.json",
-                 accelerator: str = "cpu") -> dict:
+                 accelerator: str = AUTO) -> dict:
     if Path(out).name == METRICS_FILE:
         raise ConfigError(f"out={out} would overwrite the training results; choose another name")
     cfg = load_run_config(run_dir)
@@ -43,8 +43,10 @@ def evaluate_run(run_dir: Path, shift: DictConfig, families: list[str] | None, o
     datamodule = build_datamodule(cfg, augment=False)
     model = load_model(run_dir, cfg, datamodule.test_set_names)
     # The run's own precision and detectors (loaded from qc.pt, or fitted for runs made before it existed).
+    # `auto`: the GPU when there is one. Deterministic where torch can be (not reflection padding on CUDA).
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, deterministic=True, default_root_dir=str(run_dir),
+                        enable_model_summary=False, deterministic=choose_deterministic(AUTO, accelerator)[0],
+                        default_root_dir=str(run_dir),
                         precision=cfg.trainer.precision, callbacks=quality_control(cfg, str(run_dir)))
     t0 = time.perf_counter()
     metrics = test_metrics(trainer, model, datamodule)

@@ -21,13 +21,15 @@ from shapeshift.loggers import silence_known_noise
 from shapeshift.pipeline import build_datamodule
 from shapeshift.restore import load_model, load_run_config
 from shapeshift.run_dir import read_run
-from shapeshift.runtime import fast_cpu_math
+from shapeshift.runtime import AUTO, fast_cpu_math
 from shapeshift.saliency import draw_grid, explain_sets
 
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
 
 
-def explain(run: str, sets: list[str], n: int = 8, out: str | None = None) -> Path:
+def explain(run: str, sets: list[str], n: int = 8, out: str | None = None, accelerator: str = AUTO) -> Path:
+    """Grad-CAM grid of `n` images per set, computed on the device `accelerator` chooses (`auto`: the GPU when
+    there is one)."""
     run_dir = Path(run).expanduser().resolve()
     cfg = load_run_config(run_dir)
     catalog = OmegaConf.to_container(cfg.shift, resolve=True).get("families") or {}
@@ -40,7 +42,7 @@ def explain(run: str, sets: list[str], n: int = 8, out: str | None = None) -> Pa
         raise ConfigError(f"sets: unknown {unknown}; this run has {', '.join(datamodule.test_set_names[:8])}, ...")
     model = load_model(run_dir, cfg, datamodule.test_set_names)
     info = read_run(run_dir)
-    rows = explain_sets(model, datamodule, list(sets), n)
+    rows = explain_sets(model, datamodule, list(sets), n, accelerator)
     path = Path(out).expanduser() if out else run_dir / "saliency.png"
     knobs = f"{cfg.data.image_size} px" + (f", padding {cfg.arch.padding_mode}" if cfg.arch.get("padding_mode") else "")
     return draw_grid(path, rows, tuple(datamodule.class_names),
@@ -51,7 +53,7 @@ def explain(run: str, sets: list[str], n: int = 8, out: str | None = None) -> Pa
 def main(cfg: DictConfig) -> None:
     silence_known_noise()
     try:
-        path = explain(cfg.run, list(cfg.sets), cfg.n, cfg.out)
+        path = explain(cfg.run, list(cfg.sets), cfg.n, cfg.out, cfg.accelerator)
     except (ConfigError, FileNotFoundError) as err:
         print(f"shapeshift: {err}", file=sys.stderr)
         sys.exit(2)

@@ -19,6 +19,8 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*litlogger.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    # A test of a saved checkpoint on a Trainer made for testing (rank 0 after DDP): it needs no ModelCheckpoint.
+    warnings.filterwarnings("ignore", message=r".*Be aware that when using `ckpt_path`, callbacks used to create.*")
     # Lightning's "tip" lines (litlogger, LitServe) are logged at INFO by its rank-zero logger.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage() and "💡 Tip" not in record.getMessage()

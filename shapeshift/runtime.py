@@ -38,13 +38,29 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def on_gpu(accelerator: str) -> bool:
+    """Whether a Trainer with this `accelerator` computes on a CUDA GPU."""
+    return accelerator in ("gpu", "cuda") or (accelerator == AUTO and torch.cuda.is_available())
+
+
+def choose_deterministic(deterministic: bool | str, accelerator: str) -> tuple[bool | str, str]:
+    """(Lightning `deterministic`, why): `auto` is `True` on the CPU and `"warn"` on a GPU, any other value
+    is kept. torch has no deterministic CUDA backward for reflection padding (antialiased-cnns pads that
+    way, as does `arch.padding_mode=reflect`), so `True` raises there; `"warn"` still selects the
+    deterministic kernel of every op that has one, so the other models are exactly as reproducible."""
+    if str(deterministic) != AUTO:
+        return deterministic, "set in the config"
+    if on_gpu(accelerator):
+        return "warn", "GPU: deterministic kernels where torch has them (reflection padding has none)"
+    return True, "CPU: every op has a deterministic kernel"
+
+
 def choose_precision(precision: str, accelerator: str) -> tuple[str, str]:
     """(Lightning precision, why): `auto` becomes bf16 autocast where the hardware computes bf16 natively
     (GPUs with bf16; CPUs with AMX or AVX512-BF16) and fp32 elsewhere; any other value is kept as given."""
     if str(precision) != AUTO:
         return str(precision), "set in the config"
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if gpu:
+    if on_gpu(accelerator):
         if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
             return "bf16-mixed", f"{torch.cuda.get_device_name()} computes bf16 natively"
         return "32-true", "this GPU has no native bf16"
@@ -59,6 +75,8 @@ def reset_peak_memory() -> None:
     (the process's lifetime peak would carry the largest earlier job). Linux 4.0+; a no-op elsewhere."""
     with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+    if torch.cuda.is_initialized():  # the GPU's peak too, where an earlier job of this process used one
+        torch.cuda.reset_peak_memory_stats()
 
 
 def peak_memory_mib() -> float | None:
@@ -73,6 +91,18 @@ def peak_memory_mib() -> float | None:
     return None
 
 
+def gpu_peak_memory_mib(device: torch.device) -> float | None:
+    """Peak memory torch allocated on this CUDA device since the job started, in MiB; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def checkpoint_epoch(path) -> int:
+    """The 0-based epoch a Lightning checkpoint was saved in (memory-mapped: the weights are not read)."""
+    return int(torch.load(path, map_location="cpu", mmap=True, weights_only=True)["epoch"])
+
+
 def release_memory() -> None:
     """Hand the memory an earlier job freed back to the system before the next job of a multirun starts.
 
@@ -83,3 +113,9 @@ def release_memory() -> None:
     gc.collect()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def device_for(accelerator: str) -> torch.device:
+    """The device a model runs on outside a Trainer (`audit`, `explain`): CUDA where a Trainer with this
+    `accelerator` would compute on a GPU (`gpu`, `cuda`, or `auto` with a GPU present), else the CPU."""
+    return torch.device("cuda" if on_gpu(accelerator) else "cpu")

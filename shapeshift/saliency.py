@@ -20,6 +20,7 @@ import torch.nn.functional as F  # noqa: E402
 from torchcam.methods import GradCAM  # noqa: E402
 
 from shapeshift.data.base import model_input  # noqa: E402
+from shapeshift.runtime import AUTO, device_for  # noqa: E402
 
 logging.getLogger("torchcam").setLevel(logging.ERROR)  # it announces the layer it picks, twice per call
 
@@ -32,7 +33,7 @@ def balanced(labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def gradcam(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(maps in [0, 1] at the images' size, predicted classes) for uint8 NHWC images."""
+    """(maps in [0, 1] at the images' size, predicted classes) for uint8 NHWC images, on the model's device."""
     backbone = model.backbone.eval()
     x = model_input(images).to(next(backbone.parameters()).device)
     with GradCAM(backbone, input_shape=tuple(x.shape[1:])) as extractor:
@@ -67,7 +68,10 @@ def draw_grid(path: Path, rows: list[dict], class_names: tuple[str, ...], title:
 
 
 @torch.enable_grad()
-def explain_sets(model, datamodule, sets: list[str], n: int) -> list[dict]:
+def explain_sets(model, datamodule, sets: list[str], n: int, accelerator: str = AUTO) -> list[dict]:
+    """Grad-CAM rows of `n` images per set, on the device `accelerator` chooses (`auto`: the GPU when there is
+    one); the images go where the model is (`gradcam`), the maps come back to the CPU."""
+    model = model.to(device_for(accelerator))
     rows = []
     for name in sets:
         images, labels = datamodule.arrays(name)

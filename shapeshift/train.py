@@ -31,6 +31,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from shapeshift.config import ConfigError, misspelled, validate
+from shapeshift.distributed import ddp_launch_scope, evaluation_trainer, is_lead, leave_process_group
 from shapeshift.loggers import build_logger, finish_wandb, route_lightning_logs, silence_known_noise
 from shapeshift.pipeline import (
     build_backbone,
@@ -60,8 +61,11 @@ from shapeshift.run_dir import (
     write_metrics,
 )
 from shapeshift.runtime import (
+    checkpoint_epoch,
+    choose_deterministic,
     choose_precision,
     fast_cpu_math,
+    gpu_peak_memory_mib,
     peak_memory_mib,
     release_memory,
     reset_peak_memory,
@@ -113,25 +117,25 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     validate(cfg)
     out = Path(cfg.output_dir)
     ident = run_identity(cfg)
-    precision, why = choose_precision(cfg.trainer.precision, cfg.trainer.accelerator)
-    with open_dict(cfg):
-        cfg.trainer.precision = precision  # resolved before fingerprinting: a run is tied to what it computed
-    log.info("precision %s: %s", precision, why)
+    resolve_hardware_choices(cfg)  # before fingerprinting: a run is tied to what it computed
     keys = fingerprint_keys(cfg, debug_choice())
     record = None if cfg.force else check_reuse(out, keys)  # RunMismatch: another config's run is never reused
     if record is not None and is_finished(out):
         log.info("%s is finished (metrics.json exists, same config): skipped; force=true reruns it", out)
         return read_metrics(out)
     ckpt_dir = out / CHECKPOINT_DIR
-    if cfg.force:
-        (out / METRICS_FILE).unlink(missing_ok=True)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / ERROR_FILE).unlink(missing_ok=True)
+    lead = is_lead()  # under DDP every rank runs this; only rank 0 touches the folder, logs and evaluates
     uses_wandb = str(OmegaConf.select(cfg, "logger._target_", default="")).endswith("WandbLogger")
-    # A resumed run continues its W&B run; a new one gets a fresh id, kept in the folder for a later resume.
-    wandb_id = (record or {}).get("wandb_id") or (uuid.uuid4().hex[:8] if uses_wandb else None)
-    write_json(out / RECORD_FILE, new_record(out, keys, {k: ident[k] for k in ("arch", "aug", "seed")}, wandb_id))
+    wandb_id = None
+    if lead:
+        if cfg.force:
+            (out / METRICS_FILE).unlink(missing_ok=True)
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ERROR_FILE).unlink(missing_ok=True)
+        # A resumed run continues its W&B run; a new one gets a fresh id, kept in the folder for a later resume.
+        wandb_id = (record or {}).get("wandb_id") or (uuid.uuid4().hex[:8] if uses_wandb else None)
+        write_json(out / RECORD_FILE, new_record(out, keys, {k: ident[k] for k in ("arch", "aug", "seed")}, wandb_id))
     if threads := torch_threads(cfg):
         torch.set_num_threads(threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -142,7 +146,8 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     run_name = f"{ident['arch']}-{ident['aug']}-s{ident['seed']}"
     logger = build_logger(cfg, run_name, ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"],
                           run_id=wandb_id, choices={"arch": ident["arch"], "aug": ident["aug"],
-                                                    "cell": f"{ident['arch']}-{ident['aug']}", "seed": ident["seed"]})
+                                                    "cell": f"{ident['arch']}-{ident['aug']}", "seed": ident["seed"]}
+                          ) if lead else None
     trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
                           callbacks=[*checkpoint_callbacks(ckpt_dir, cfg.eval.checkpoint), *quality_control(cfg, out),
                                      *configured_callbacks(cfg), *(callbacks or [])],
@@ -154,19 +159,28 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         t_data = time.perf_counter()
         if resume.is_file():
             log.info("resuming %s from %s", out, resume)
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume.is_file() else None)
+        with ddp_launch_scope(out):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume.is_file() else None)
         if trainer.interrupted:
             raise Interrupted(f"training of {out} was interrupted; run the same command again to resume")
+        leave_process_group()
+        if not lead:
+            return {}
         t_fit = time.perf_counter()
         evaluated = checkpoint_file(out, cfg.eval.checkpoint)
-        metrics = test_metrics(evaluation_trainer(trainer, cfg), model, datamodule, str(evaluated))
+        tester = evaluation_trainer(trainer, cfg, quality_control(cfg, out))
+        metrics = test_metrics(tester, model, datamodule, str(evaluated))
         t_test = time.perf_counter()
         loaded = model.loaded_checkpoint
         metrics.update({
             "arch": ident["arch"], "aug": ident["aug"], "seed": ident["seed"],
-            "epochs": int(trainer.current_epoch), "torch_threads": torch.get_num_threads(), "precision": precision,
+            # From the newest checkpoint: under ddp_spawn this process's trainer never ran an epoch.
+            "epochs": checkpoint_epoch(resume) + 1, "torch_threads": torch.get_num_threads(),
+            "precision": cfg.trainer.precision, "deterministic": cfg.trainer.deterministic,
+            "accelerator": tester.strategy.root_device.type, "devices": trainer.world_size,
             "time/data_s": t_data - t0, "time/fit_s": t_fit - t_data, "time/test_s": t_test - t_fit,
             "memory/peak_mib": peak_memory_mib(),  # this job's peak resident memory, whole process
+            "memory/gpu_peak_mib": gpu_peak_memory_mib(tester.strategy.root_device),
             "checkpoint": str(evaluated.relative_to(out)), "eval/checkpoint": cfg.eval.checkpoint,
             "eval/epoch": loaded["epoch"], "eval/step": loaded["step"],
             **{k: v for k, v in loaded.items() if k.startswith("val/")},
@@ -210,13 +224,18 @@ def debug_choice() -> str | None:
     return HydraConfig.get().runtime.choices.get("debug") if HydraConfig.initialized() else None
 
 
-def evaluation_trainer(trainer: L.Trainer, cfg: DictConfig) -> L.Trainer:
-    """Test on one device: a distributed sampler would pad and split the evaluation sets."""
-    if trainer.world_size == 1:
-        return trainer
-    return L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False, enable_checkpointing=False,
-                     default_root_dir=trainer.default_root_dir, precision=cfg.trainer.precision,
-                     callbacks=quality_control(cfg, trainer.default_root_dir))
+def resolve_hardware_choices(cfg: DictConfig) -> None:
+    """`auto` precision and determinism, resolved for the hardware `trainer.accelerator` lands on."""
+    trainer = cfg.trainer
+    precision, why = choose_precision(trainer.precision, trainer.accelerator)
+    deterministic, why_det = choose_deterministic(trainer.deterministic, trainer.accelerator)
+    with open_dict(cfg):
+        trainer.precision, trainer.deterministic = precision, deterministic
+    log.info("precision %s: %s; deterministic %s: %s", precision, why, deterministic, why_det)
+    if trainer.accelerator == "auto" and os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        log.warning("CUDA_VISIBLE_DEVICES is empty: no GPU is visible to this job, so it trains on the CPU "
+                    "(submitit_local hides the GPUs unless hydra.launcher.gpus_per_node is set; "
+                    "hydra/launcher=local_gpu sets it)")
 
 
 def _summary(metrics: dict, out: Path) -> str:
@@ -229,7 +248,7 @@ def _summary(metrics: dict, out: Path) -> str:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     out = Path(cfg.output_dir)
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -249,6 +268,8 @@ def main(cfg: DictConfig) -> float:
         record_failure(out, err)
         log.error("job failed: %s: %s (traceback in %s)", type(err).__name__, err, out / ERROR_FILE)
         raise
+    if not metrics:  # a DDP rank other than 0: it trained; rank 0 evaluates and reports
+        return None
     log.info("\n%s", _summary(metrics, out))
     return metrics.get("test/ood/acc", metrics["test/iid/acc"])
 

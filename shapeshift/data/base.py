@@ -8,11 +8,15 @@ sets `train_transform`, `train_seed`, `batch_size`, `eval_batch_size` and `num_w
 
 from __future__ import annotations
 
+import random
+
 import albumentations as A
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+
+from shapeshift.config import ConfigError
 
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,25 +33,42 @@ def model_input(images: np.ndarray) -> torch.Tensor:
     return scale_uint8(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
 
 
-class AugmentedDataset(Dataset):
-    """Per-sample Albumentations on uint8 HWC arrays; yields uint8 CHW tensors."""
+def sample_generators(seed: int, epoch: int, index: int) -> tuple[np.random.Generator, random.Random]:
+    """The random streams of one training sample in one epoch: a function of (seed, epoch, index) only."""
+    seq = np.random.SeedSequence([seed, epoch, index])
+    return np.random.Generator(np.random.PCG64(seq)), random.Random(int(seq.generate_state(1)[0]))
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose):
-        self.images, self.labels, self.transform = images, labels.astype(np.int64), transform
+
+class AugmentedDataset(Dataset):
+    """Per-sample Albumentations on uint8 HWC arrays; yields uint8 CHW tensors.
+
+    Indexed by `(epoch, i)` (what `EpochShuffle` yields): each sample's augmentation is drawn from its own
+    generators, seeded with (seed, epoch, i), so it is the same whichever data worker, process or rank
+    draws it, and in whatever order. One stream per epoch would hand every worker a copy of the same
+    stream (measured: with 2 workers, batch k of worker 0 equalled batch k of worker 1). Seeding costs
+    ~12 us per sample against 74 us (basic) to 407 us (strong) for the augmentation itself.
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose, seed: int = 0):
+        self.images, self.labels, self.transform, self.seed = images, labels.astype(np.int64), transform, seed
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i):
+    def __getitem__(self, key: int | tuple[int, int]):
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        self.transform.set_random_state(*sample_generators(self.seed, epoch, i))
         img = self.transform(image=self.images[i])["image"]
         return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.labels[i])
 
 
-class EpochShuffle(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch), and re-seeds the dataset's augmentation likewise.
+class EpochShuffle(Sampler):
+    """A shuffle that depends only on (seed, epoch); for an `AugmentedDataset` it yields `(epoch, i)`, the
+    key its augmentation is seeded with.
 
-    Lightning calls `set_epoch` before every epoch, resumed runs included, so a run restarted from its
-    last checkpoint sees exactly the batches and augmentations an uninterrupted run would have seen.
+    Lightning calls `set_epoch` before every epoch, resumed runs included (under DDP through its
+    `DistributedSamplerWrapper`, which shards what this yields), so a run restarted from its last
+    checkpoint sees exactly the batches and augmentations an uninterrupted run would have seen.
     """
 
     def __init__(self, dataset: Dataset, seed: int):
@@ -60,10 +81,11 @@ class EpochShuffle(Sampler[int]):
         return len(self.dataset)
 
     def __iter__(self):
-        if isinstance(self.dataset, AugmentedDataset):
-            self.dataset.transform.set_random_seed(self.seed * 100_003 + self.epoch)
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        if isinstance(self.dataset, AugmentedDataset):
+            return iter([(self.epoch, i) for i in order])
+        return iter(order)
 
 
 class ArrayDataModule(L.LightningDataModule):
@@ -92,7 +114,7 @@ class ArrayDataModule(L.LightningDataModule):
     def _dataset(self, name: str, transform: A.Compose | None = None) -> Dataset:
         images, labels = self.arrays(name)
         if transform is not None:
-            return AugmentedDataset(images, labels, transform)
+            return AugmentedDataset(images, labels, transform, self.train_seed)
         return TensorDataset(*_to_tensors(images, labels))
 
     def evaluation_dataset(self, names: list[str]) -> TensorDataset:
@@ -107,8 +129,17 @@ class ArrayDataModule(L.LightningDataModule):
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
+    def device_batch_size(self) -> int:
+        """`batch_size` is the batch an optimizer step sees: under DDP each of the world's processes loads
+        its share, so a run on N devices steps with the same batch and learning rate as on one."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise ConfigError(f"data.batch_size={self.batch_size} must be a multiple of the {world} processes "
+                              "training together (it is the batch of one optimizer step, split among them)")
+        return self.batch_size // world
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, EpochShuffle(self.train_set, self.train_seed))
+        return self._loader(self.train_set, self.device_batch_size(), EpochShuffle(self.train_set, self.train_seed))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

@@ -86,7 +86,8 @@ class Classifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         self.val_acc(logits, y)
-        self.log("val/loss", self.loss(logits, y))
+        # Synced: under DDP every rank holds a shard, and val/loss picks `best` and drives early stopping.
+        self.log("val/loss", self.loss(logits, y), sync_dist=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def on_test_epoch_start(self) -> None:

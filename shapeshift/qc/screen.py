@@ -12,6 +12,7 @@ from shapeshift.pipeline import build_datamodule, quality_control
 from shapeshift.qc.gate import SaturatedScores, threshold
 from shapeshift.qc.images import Folder
 from shapeshift.restore import load_model, load_run_config
+from shapeshift.runtime import AUTO, device_for
 
 
 @dataclass
@@ -40,8 +41,11 @@ def load(run_dir: Path):
     return cfg, datamodule, load_model(run_dir, cfg, datamodule.test_set_names)
 
 
-def screen(run_dir: Path, folder: Folder, keep: float, loaded=None) -> Screening:
+def screen(run_dir: Path, folder: Folder, keep: float, loaded=None, accelerator: str = AUTO) -> Screening:
+    """The run's predictions and gate scores for `folder`, on the device `accelerator` chooses (`auto`: the GPU
+    when there is one); the gate's threshold is set again on the run's i.i.d. validation images, same device."""
     cfg, datamodule, model = loaded or load(run_dir)
+    model = model.to(device_for(accelerator))  # inputs follow the model (DetectorBank._passes)
     (qc,) = quality_control(cfg, str(run_dir)) or [None]
     if qc is None:
         raise ConfigError(f"{run_dir} has no o.o.d. detectors (qc.detectors is empty)")
