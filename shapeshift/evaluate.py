@@ -20,10 +20,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from shapeshift.config import ConfigError
 from shapeshift.data import shifts
+from shapeshift.errors import command_errors
 from shapeshift.loggers import silence_known_noise
+from shapeshift.metric_keys import tidy
 from shapeshift.pipeline import build_datamodule, quality_control, test_metrics
 from shapeshift.restore import RunError, checkpoint_path, load_model, load_run_config
-from shapeshift.run_dir import METRICS_FILE, find_runs, tidy, write_metrics
+from shapeshift.run_dir import METRICS_FILE, find_runs, write_metrics
 from shapeshift.runtime import AUTO, choose_deterministic, fast_cpu_math
 
 log = logging.getLogger("shapeshift")
@@ -41,7 +43,8 @@ def evaluate_run(run_dir: Path, shift: DictConfig, families: list[str] | None, o
     with open_dict(cfg):
         cfg.shift.families = selected
     datamodule = build_datamodule(cfg, augment=False)
-    model = load_model(run_dir, cfg, datamodule.test_set_names)
+    weights = checkpoint_path(run_dir, cfg)
+    model = load_model(run_dir, cfg, datamodule.test_set_names, weights)
     # The run's own precision and detectors (loaded from qc.pt, or fitted for runs made before it existed).
     # `auto`: the GPU when there is one. Deterministic where torch can be (not reflection padding on CUDA).
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
@@ -50,7 +53,7 @@ def evaluate_run(run_dir: Path, shift: DictConfig, families: list[str] | None, o
                         precision=cfg.trainer.precision, callbacks=quality_control(cfg, str(run_dir)))
     t0 = time.perf_counter()
     metrics = test_metrics(trainer, model, datamodule)
-    metrics.update({"checkpoint": str(checkpoint_path(run_dir, cfg).relative_to(run_dir)),
+    metrics.update({"checkpoint": str(weights.relative_to(run_dir)),
                     "families": sorted(selected), "time/test_s": time.perf_counter() - t0})
     metrics = tidy(metrics)
     write_metrics(run_dir, metrics, name=out)
@@ -71,15 +74,12 @@ def runs_to_evaluate(path: str) -> list[Path]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     silence_known_noise()
-    try:
+    with command_errors():
         runs = runs_to_evaluate(cfg.run)
         if cfg.families:
             shifts.select(cfg.shift.families, list(cfg.families))
-    except ConfigError as err:
-        print(f"shapeshift: {err}", file=sys.stderr)
-        sys.exit(2)
     failed = 0
-    for run_dir in runs:
+    for run_dir in runs:  # one run that cannot be evaluated does not stop the others
         try:
             metrics = evaluate_run(run_dir, cfg.shift, cfg.families, cfg.out, cfg.accelerator)
         except ConfigError as err:

@@ -9,7 +9,6 @@ it, titled true -> predicted (red when wrong).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
@@ -17,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from shapeshift.config import ConfigError
 from shapeshift.data import IID, shifts
+from shapeshift.errors import command_errors
 from shapeshift.loggers import silence_known_noise
 from shapeshift.pipeline import build_datamodule
 from shapeshift.restore import load_model, load_run_config
@@ -52,11 +52,8 @@ def explain(run: str, sets: list[str], n: int = 8, out: str | None = None, accel
 @hydra.main(version_base="1.3", config_path="../conf", config_name="explain")
 def main(cfg: DictConfig) -> None:
     silence_known_noise()
-    try:
+    with command_errors(user_errors=(FileNotFoundError,)):
         path = explain(cfg.run, list(cfg.sets), cfg.n, cfg.out, cfg.accelerator)
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"shapeshift: {err}", file=sys.stderr)
-        sys.exit(2)
     print(f"wrote {path}")
 
 

@@ -8,9 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from shapeshift.config import ConfigError
 from shapeshift.data.augment import build_augmentation
+from shapeshift.metric_keys import aggregate
 from shapeshift.models.classifier import Classifier
 from shapeshift.qc.callback import QualityControl
-from shapeshift.run_dir import aggregate
 
 
 def build_backbone(cfg: DictConfig, arch_name: str) -> torch.nn.Module:

@@ -19,21 +19,21 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 import shapeshift.config  # noqa: E402,F401 - the schemas the config composes against
-from shapeshift.data.render import CLASSES  # noqa: E402
 
 log = logging.getLogger("shapeshift")
 
 
 def mosaic(datamodule, names: list[str], examples: int) -> tuple[np.ndarray, list[str]]:
-    """The first `examples` images of each set side by side (alternating classes), one row per set."""
+    """The first `examples` images of each set side by side (classes in turn), one row per set."""
     rows, labels = [], []
+    classes = datamodule.class_names  # the data module's own: `data=mnist` has ten, the shapes two
     for name in names:
         images, y = datamodule.arrays(name)
-        per_class = [np.flatnonzero(y == c)[: (examples + 1) // 2] for c in range(len(CLASSES))]
+        per_class = [np.flatnonzero(y == c)[: max(1, -(-examples // len(classes)))] for c in range(len(classes))]
         order = [i for pair in zip(*per_class, strict=False) for i in pair][:examples]
         rows.append(np.concatenate([np.pad(images[i], ((1, 1), (1, 1), (0, 0)), constant_values=255)
                                     for i in order], axis=1))
-        labels.append(" ".join(CLASSES[y[i]][0] for i in order))
+        labels.append(" ".join(str(classes[y[i]])[0] for i in order))
     return np.concatenate(rows, axis=0), labels
 
 
@@ -46,7 +46,8 @@ def draw(datamodule, out: Path, examples: int = 8) -> Path:
     ax.set_yticks((np.arange(len(names)) + 0.5) * cell, [f"{n}   ({c})" for n, c in zip(names, classes, strict=True)],
                   fontsize=8)
     ax.set_xticks([])
-    ax.set_title("o.o.d. catalog (s = star, m = moon); top row: i.i.d. test data", fontsize=9)
+    key = ", ".join(f"{str(c)[0]} = {c}" for c in datamodule.class_names)
+    ax.set_title(f"evaluation sets ({key}); top row: i.i.d. test data", fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, bbox_inches="tight")
     plt.close(fig)

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from shapeshift.config import ConfigError, TrainConfig
 from shapeshift.models.classifier import Classifier
 from shapeshift.pipeline import build_backbone, build_classifier
-from shapeshift.run_dir import CONFIG_FILE, checkpoint_file, is_finished, read_metrics, read_run
+from shapeshift.run_dir import CONFIG_FILE, checkpoint_file, is_finished, read_metrics, read_record, read_run
 from shapeshift.runtime import AUTO, choose_precision
 
 
@@ -28,11 +28,14 @@ def load_run_config(run_dir: Path) -> DictConfig:
     if not path.is_file():
         raise RunError(f"{run_dir} has no saved config ({CONFIG_FILE})")
     cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(path))
+    # `auto` was resolved by train() and recorded in run.json's fingerprint keys: the run is rebuilt with
+    # what it computed in, not with what this machine would choose (only a run older than the record is).
+    recorded = (read_record(run_dir) or {}).get("keys", {})
     with open_dict(cfg):
         cfg.output_dir = str(run_dir)  # saved as ${hydra:runtime.output_dir}, which only Hydra resolves
-        if cfg.trainer.precision == AUTO:  # the precision the run used, else what this machine would choose
-            ran = read_metrics(run_dir).get("precision") if is_finished(run_dir) else None
-            cfg.trainer.precision = ran or choose_precision(AUTO, cfg.trainer.accelerator)[0]
+        if cfg.trainer.precision == AUTO:
+            cfg.trainer.precision = (recorded.get("trainer.precision")
+                                     or choose_precision(AUTO, cfg.trainer.accelerator)[0])
     return cfg
 
 
@@ -52,10 +55,10 @@ def load_checkpoint(path: Path) -> dict:
         raise RunError(f"checkpoint {path} is unreadable ({type(err).__name__}: {first})") from err
 
 
-def load_model(run_dir: Path, cfg: DictConfig, test_set_names: list[str]) -> Classifier:
-    """The run's classifier with its checkpoint's weights, in eval mode."""
+def load_model(run_dir: Path, cfg: DictConfig, test_set_names: list[str], path: Path | None = None) -> Classifier:
+    """The run's classifier with the weights of `path` (default: `checkpoint_path`), in eval mode."""
     model = build_classifier(cfg, build_backbone(cfg, read_run(run_dir).arch or "?"), test_set_names)
-    checkpoint = load_checkpoint(checkpoint_path(run_dir, cfg))
+    checkpoint = load_checkpoint(path or checkpoint_path(run_dir, cfg))
     model.load_state_dict(checkpoint["state_dict"])
     model.on_load_checkpoint(checkpoint)  # records which epoch and step these weights are
     return model.eval()

@@ -9,19 +9,17 @@ A run folder is made by `shapeshift.train` and read by every other command:
 
 The fingerprint is a digest of every config key that changes what a run computes. A folder that already
 holds a finished or interrupted run is reused (skipped, resumed) only when the fingerprints match.
-Metric keys are `test/<set>/<metric>`, a set being `iid`, `mix` or `<family>/s<severity>`.
+The metric keys of `metrics.json` are `shapeshift.metric_keys`'.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 import tempfile
 import traceback
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from shapeshift.data import IID
+from shapeshift.metric_keys import is_number, tidy
 
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"
@@ -40,8 +38,6 @@ CHECKPOINT_DIR = "checkpoints"
 QC_FILE = "qc.pt"
 RISK_COVERAGE_FILE = "risk_coverage.json"
 NOT_RUNS = {HYDRA_DIR, "wandb", CHECKPOINT_DIR, "csv", "audit", "__pycache__", ".git"}  # never searched
-SEVERITY_KEY = re.compile(r"^test/(?P<family>[^/]+)/s(?P<severity>\d+)/(?P<metric>.+)$")
-SUMMARY_SETS = {IID, "mix", "ood"}  # set names that are not o.o.d. families
 
 # The config sections that decide a run's results (`debug` is a group: its effect shows in data/trainer,
 # and its choice is added below so a smoke run never matches a full one).
@@ -159,46 +155,6 @@ def new_record(run_dir: Path, keys: dict[str, Any], identity: dict[str, Any], wa
 def aug_label(name: str, magnitude: float) -> str:
     """`basic`, or `basic-x2` when `aug.magnitude` is not 1: a strength sweep's runs stay apart in reports."""
     return name if magnitude == 1 else f"{name}-x{magnitude:g}"
-
-
-def is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def severity_points(metrics: dict, metric: str = "acc") -> dict[str, list[tuple[int, Any]]]:
-    """{family: [(severity, value), ...]} for one metric, severities ascending."""
-    curves: dict[str, list[tuple[int, Any]]] = defaultdict(list)
-    for key, value in metrics.items():
-        m = SEVERITY_KEY.match(key)
-        if m and m["metric"] == metric and value is not None:
-            curves[m["family"]].append((int(m["severity"]), value))
-    return {f: sorted(points, key=lambda p: p[0]) for f, points in curves.items()}
-
-
-def aggregate(metrics: dict[str, float]) -> dict[str, float]:
-    """Add family means, the o.o.d. mean over every family and severity, and the o.o.d./i.i.d. ratio."""
-    per_family: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for key, value in metrics.items():
-        m = SEVERITY_KEY.match(key)
-        if m and is_number(value):
-            per_family[m["family"], m["metric"]].append(value)
-    out = dict(metrics)
-    every: dict[str, list[float]] = defaultdict(list)
-    for (family, metric), values in per_family.items():
-        out[f"test/{family}/{metric}"] = sum(values) / len(values)
-        every[metric] += values
-    # RobustBench's "corruptions" convention: one mean over all families and severities.
-    for metric, values in every.items():
-        out[f"test/ood/{metric}"] = sum(values) / len(values)
-    if "test/ood/acc" in out and metrics.get(f"test/{IID}/acc"):
-        out["test/ood_iid_ratio"] = out["test/ood/acc"] / metrics[f"test/{IID}/acc"]
-    return out
-
-
-def tidy(metrics: dict) -> dict:
-    """Six decimals (float32 metrics carry noise digits: 0.98000001907); non-finite numbers become null."""
-    return {k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v)
-            for k, v in metrics.items()}
 
 
 def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = METRICS_FILE) -> Path:

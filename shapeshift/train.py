@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import hydra
@@ -30,9 +28,12 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from shapeshift.config import ConfigError, misspelled, validate
+from shapeshift.config import misspelled, validate
 from shapeshift.distributed import ddp_launch_scope, evaluation_trainer, is_lead, leave_process_group
+from shapeshift.errors import command_errors
+from shapeshift.lifecycle import Interrupted, RunFolder
 from shapeshift.loggers import build_logger, finish_wandb, route_lightning_logs, silence_known_noise
+from shapeshift.metric_keys import tidy
 from shapeshift.pipeline import (
     build_backbone,
     build_classifier,
@@ -40,26 +41,7 @@ from shapeshift.pipeline import (
     quality_control,
     test_metrics,
 )
-from shapeshift.run_dir import (
-    CHECKPOINT_DIR,
-    ERROR_FILE,
-    METRICS_FILE,
-    RECORD_FILE,
-    RunMismatch,
-    arch_name,
-    aug_label,
-    check_reuse,
-    checkpoint_file,
-    digest,
-    fingerprint_keys,
-    is_finished,
-    new_record,
-    read_metrics,
-    record_failure,
-    tidy,
-    write_json,
-    write_metrics,
-)
+from shapeshift.run_dir import METRICS_FILE, arch_name, aug_label, checkpoint_file, fingerprint_keys
 from shapeshift.runtime import (
     checkpoint_epoch,
     choose_deterministic,
@@ -74,10 +56,6 @@ from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
-
-
-class Interrupted(RuntimeError):
-    """Training stopped before the end (Ctrl-C, a signal): nothing is presented as a result."""
 
 
 def run_identity(cfg: DictConfig) -> dict:
@@ -115,52 +93,36 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     silence_known_noise()
     route_lightning_logs()
     validate(cfg)
-    out = Path(cfg.output_dir)
     ident = run_identity(cfg)
     resolve_hardware_choices(cfg)  # before fingerprinting: a run is tied to what it computed
-    keys = fingerprint_keys(cfg, debug_choice())
-    record = None if cfg.force else check_reuse(out, keys)  # RunMismatch: another config's run is never reused
-    if record is not None and is_finished(out):
-        log.info("%s is finished (metrics.json exists, same config): skipped; force=true reruns it", out)
-        return read_metrics(out)
-    ckpt_dir = out / CHECKPOINT_DIR
-    lead = is_lead()  # under DDP every rank runs this; only rank 0 touches the folder, logs and evaluates
+    lead = is_lead()  # under DDP every rank runs this; only rank 0 writes the folder, logs and evaluates
     uses_wandb = str(OmegaConf.select(cfg, "logger._target_", default="")).endswith("WandbLogger")
-    wandb_id = None
-    if lead:
-        if cfg.force:
-            (out / METRICS_FILE).unlink(missing_ok=True)
-            shutil.rmtree(ckpt_dir, ignore_errors=True)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ERROR_FILE).unlink(missing_ok=True)
-        # A resumed run continues its W&B run; a new one gets a fresh id, kept in the folder for a later resume.
-        wandb_id = (record or {}).get("wandb_id") or (uuid.uuid4().hex[:8] if uses_wandb else None)
-        write_json(out / RECORD_FILE, new_record(out, keys, {k: ident[k] for k in ("arch", "aug", "seed")}, wandb_id))
+    folder = RunFolder.claim(Path(cfg.output_dir), fingerprint_keys(cfg, debug_choice()),
+                             {k: ident[k] for k in ("arch", "aug", "seed")}, force=cfg.force, wandb=uses_wandb,
+                             lead=lead)
+    if folder.finished is not None:
+        return folder.finished
     if threads := torch_threads(cfg):
         torch.set_num_threads(threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    backbone = build_backbone(cfg, ident["arch"])
+    out = folder.path
     datamodule = build_datamodule(cfg)
-    model = build_classifier(cfg, backbone, datamodule.test_set_names)
-    run_name = f"{ident['arch']}-{ident['aug']}-s{ident['seed']}"
-    logger = build_logger(cfg, run_name, ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"],
-                          run_id=wandb_id, choices={"arch": ident["arch"], "aug": ident["aug"],
-                                                    "cell": f"{ident['arch']}-{ident['aug']}", "seed": ident["seed"]}
-                          ) if lead else None
+    model = build_classifier(cfg, build_backbone(cfg, ident["arch"]), datamodule.test_set_names)
+    logger = experiment_logger(cfg, ident, folder.wandb_id) if lead else None
     trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
-                          callbacks=[*checkpoint_callbacks(ckpt_dir, cfg.eval.checkpoint), *quality_control(cfg, out),
-                                     *configured_callbacks(cfg), *(callbacks or [])],
+                          callbacks=[*checkpoint_callbacks(folder.checkpoints, cfg.eval.checkpoint),
+                                     *quality_control(cfg, out), *configured_callbacks(cfg), *(callbacks or [])],
                           default_root_dir=str(out))
-    resume = checkpoint_file(out, "last")
+    resume = folder.resume_from
     try:
         t0 = time.perf_counter()
         datamodule.prepare_data()
         t_data = time.perf_counter()
-        if resume.is_file():
+        if resume:
             log.info("resuming %s from %s", out, resume)
         with ddp_launch_scope(out):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume.is_file() else None)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
         if trainer.interrupted:
             raise Interrupted(f"training of {out} was interrupted; run the same command again to resume")
         leave_process_group()
@@ -175,7 +137,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         metrics.update({
             "arch": ident["arch"], "aug": ident["aug"], "seed": ident["seed"],
             # From the newest checkpoint: under ddp_spawn this process's trainer never ran an epoch.
-            "epochs": checkpoint_epoch(resume) + 1, "torch_threads": torch.get_num_threads(),
+            "epochs": checkpoint_epoch(checkpoint_file(out, "last")) + 1, "torch_threads": torch.get_num_threads(),
             "precision": cfg.trainer.precision, "deterministic": cfg.trainer.deterministic,
             "accelerator": tester.strategy.root_device.type, "devices": trainer.world_size,
             "time/data_s": t_data - t0, "time/fit_s": t_fit - t_data, "time/test_s": t_test - t_fit,
@@ -184,19 +146,26 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
             "checkpoint": str(evaluated.relative_to(out)), "eval/checkpoint": cfg.eval.checkpoint,
             "eval/epoch": loaded["epoch"], "eval/step": loaded["step"],
             **{k: v for k, v in loaded.items() if k.startswith("val/")},
-            "fingerprint": digest(keys), "wandb/run_id": wandb_id if logger is not None and uses_wandb else None,
+            "wandb/run_id": folder.wandb_id if logger is not None and uses_wandb else None,
         })
-        metrics = tidy(metrics)
+        metrics = tidy({**metrics, "fingerprint": folder.fingerprint})
         numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
         if isinstance(logger, WandbLogger):  # the result once, as summary values, not a one-point history
             logger.experiment.summary.update(numbers)
             log_catalog(logger.experiment, metrics, datamodule, model)
         elif logger is not None:
             logger.log_metrics(numbers)
-        write_metrics(out, metrics)  # last: its presence marks the run finished
+        return folder.finish(metrics)
     finally:
         finish_wandb()
-    return metrics
+
+
+def experiment_logger(cfg: DictConfig, ident: dict, wandb_id: str | None):
+    """The configured logger, its run named and grouped by the run's identity (W&B: continuing `wandb_id`)."""
+    cell = f"{ident['arch']}-{ident['aug']}"
+    return build_logger(cfg, f"{cell}-s{ident['seed']}", ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"],
+                        run_id=wandb_id, choices={"arch": ident["arch"], "aug": ident["aug"], "cell": cell,
+                                                  "seed": ident["seed"]})
 
 
 def checkpoint_callbacks(ckpt_dir: Path, evaluated: str) -> list[ModelCheckpoint]:
@@ -250,24 +219,9 @@ def _summary(metrics: dict, out: Path) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     out = Path(cfg.output_dir)
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    try:
+    # In a multirun a failed job is re-raised: Hydra marks it failed and runs the others.
+    with command_errors(run_dir=out, reraise=HydraConfig.get().mode == RunMode.MULTIRUN):
         metrics = train(cfg)
-    except RunMismatch as err:  # the folder is another run's: leave it exactly as it was
-        print(f"shapeshift: {err}", file=sys.stderr)
-        if multirun:
-            raise
-        sys.exit(2)
-    except (ConfigError, Interrupted) as err:
-        record_failure(out, err)
-        print(f"shapeshift: {'config error: ' if isinstance(err, ConfigError) else ''}{err}", file=sys.stderr)
-        if multirun:
-            raise  # Hydra marks this job failed and runs the others
-        sys.exit(2 if isinstance(err, ConfigError) else 130)
-    except Exception as err:
-        record_failure(out, err)
-        log.error("job failed: %s: %s (traceback in %s)", type(err).__name__, err, out / ERROR_FILE)
-        raise
     if not metrics:  # a DDP rank other than 0: it trained; rank 0 evaluates and reports
         return None
     log.info("\n%s", _summary(metrics, out))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from shapeshift.data import IID
-from shapeshift.run_dir import SEVERITY_KEY
+from shapeshift.metric_keys import SEVERITY_KEY
 
 PER_SEVERITY = ("acc", "ece", "coverage", "accepted_acc")  # plus each detector's auroc, if measured
 

@@ -22,9 +22,30 @@ def cache_dir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, cache_dir):
+    """One smoke run of the cnn (2 epochs, every detector), trained once for the whole session: what the
+    evaluate and audit tests read. Tests that break or rewrite a run copy it first."""
+    from shapeshift.train import train
+    from tests.helpers import make_cfg, save_job_config
+
+    run_dir = tmp_path_factory.mktemp("qc") / "run"
+    cfg = make_cfg(["debug=smoke", "logger=none", "arch=cnn", "trainer.max_epochs=2"], run_dir, cache_dir)
+    train(cfg)
+    save_job_config(cfg, run_dir)
+    return run_dir
+
+
+# Quality control is fitted after every test run; one detector (no features) unless a test sets `qc.`:
+# all eight take about twice as long as the rest of a smoke run. tests/test_qc*.py and the quality tests
+# set their own.
+LIGHT_QC = ["qc.detectors=[msp]", "qc.gate=msp"]
+
+
 @pytest.fixture
 def cfg_factory(tmp_path, cache_dir):
     def factory(*overrides: str, output_dir: Path | None = None):
-        return make_cfg(list(overrides), output_dir or tmp_path / "run", cache_dir)
+        qc = [] if any(o.startswith("qc.") for o in overrides) else LIGHT_QC
+        return make_cfg([*qc, *overrides], output_dir or tmp_path / "run", cache_dir)
 
     return factory

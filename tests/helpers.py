@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import shapeshift.config  # noqa: F401 - stores the schemas the configs compose against
@@ -19,6 +20,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 ARCHS = sorted(p.stem for p in (CONF / "arch").glob("*.yaml"))
 AUGS = sorted(p.stem for p in (CONF / "aug").glob("*.yaml"))
+
+
+class KillAtEpoch(Callback):
+    """Dies as epoch `epoch` starts: the epochs before it and their checkpoint are complete."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError(f"killed as epoch {self.epoch} starts")
 
 
 def without_measurements(metrics: dict) -> dict:
@@ -63,7 +75,7 @@ def run_cli(module: str, args: list[str], cache_dir: Path | None = None, timeout
 def assert_metrics_consistent(metrics: dict, set_sizes: dict[str, int] | None = None) -> None:
     """Invariants every metrics.json obeys: a family's mean is the mean of its five severities, `ood` the
     mean over every family and severity (per metric); an accuracy on n images is a multiple of 1/n."""
-    from shapeshift.run_dir import SEVERITY_KEY
+    from shapeshift.metric_keys import SEVERITY_KEY
 
     per_family: dict[tuple[str, str], list[float]] = {}
     for key, value in metrics.items():
@@ -107,3 +119,18 @@ def wandb_records(path: Path):
             record.ParseFromString(chunk)
             yield record
             chunk = b""
+
+
+def sweep_jobs(command_line: list[str]) -> list[list[str]]:
+    """The jobs Hydra's basic sweeper launches, computed as BasicSweeper.sweep does: the config's
+    `hydra.sweeper.params`, then the command line, parsed and expanded by `split_arguments`."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    # A multirun composes its sweep config without the command line's sweeps (they go to the sweeper).
+    cfg = compose_train([o.input_line for o in parser.parse_overrides(command_line) if not o.is_sweep_override()])
+    assert cfg.hydra.sweeper._target_ == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + command_line
+    overrides = parser.parse_overrides(params)
+    return [job for batch in BasicSweeper.split_arguments(overrides, max_batch_size=None) for job in batch]

@@ -1,4 +1,4 @@
-"""The `strong` preset's background swaps: shape kept, background changed, seeded, and no eval photo leaks."""
+"""Augmentations: the `strong` preset's background swaps (seeded, no eval photo leaks), flips and shifts."""
 
 import pickle
 
@@ -171,3 +171,46 @@ def test_strong_trains_through_the_datamodule(cfg_factory, tmp_path):
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (8, 3, 32, 32) and x.dtype == torch.uint8 and y.shape == (8,)
+
+
+def quadrants(images: np.ndarray) -> np.ndarray:
+    """The quadrant of each image's darkest blob (0 TL, 1 TR, 2 BL, 3 BR), from its darkest 2% of pixels
+    (a shape covers more than that; brightness changes move absolute greys, not the order)."""
+    grey = images.mean(axis=3)
+    dark = grey <= np.percentile(grey, 2, axis=(1, 2))[:, None, None]
+    ys, xs = np.indices(dark.shape[1:])
+    cy = (dark * ys).sum((1, 2)) / dark.sum((1, 2))
+    cx = (dark * xs).sum((1, 2)) / dark.sum((1, 2))
+    half = images.shape[1] / 2
+    return (cy >= half).astype(int) * 2 + (cx >= half).astype(int)
+
+
+@pytest.mark.parametrize("aug", ["flip", "translate", "basic_flip", "basic_translate"])
+def test_flip_and_translate_keep_labels_and_move_shapes_across_quadrants(aug, cfg_factory):
+    params = sample_params(60, 64, np.random.default_rng(0))
+    images, _ = render(params, 64)
+    pipeline = build_augmentation(augmentation_transforms(cfg_factory(f"aug={aug}")), seed=0)
+    out = np.stack([pipeline(image=img)["image"] for img in images])
+    assert out.shape == images.shape and out.dtype == np.uint8
+    before, after = quadrants(images), quadrants(out)
+    star = params.label == 0
+    assert set(before[star]) == {1, 2} and set(before[~star]) == {0, 3}  # the data's shortcut
+    # After augmentation each class turns up in the other class's quadrants: position no longer tells.
+    assert set(after[star]) & {0, 3} and set(after[~star]) & {1, 2}
+    if aug == "translate":  # a circular shift only moves pixels: the image's histogram is unchanged
+        for a, b in zip(images[:10], out[:10], strict=True):
+            assert np.array_equal(np.sort(a, axis=None), np.sort(b, axis=None))
+
+
+def test_flip_draws_each_of_its_four_outcomes():
+    """Guards against correlated draws: in a seeded Albumentations 2 Compose two p=0.5 flips always fire
+    together, so the preset picks one of four outcomes instead."""
+    from collections import Counter
+
+    from tests.helpers import compose_train
+
+    pipeline = build_augmentation(augmentation_transforms(compose_train(["aug=flip"])), seed=0)
+    img = np.full((8, 8, 3), 200, np.uint8)
+    img[0, 7] = 0  # a dark pixel at the top right
+    seen = Counter(tuple(np.argwhere(pipeline(image=img)["image"][..., 0] < 100)[0]) for _ in range(400))
+    assert set(seen) == {(0, 7), (0, 0), (7, 7), (7, 0)} and min(seen.values()) > 60

@@ -6,7 +6,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from shapeshift.train import train
-from tests.helpers import without_measurements
+from tests.helpers import KillAtEpoch, without_measurements
 
 # 13 steps per epoch; the strided CNN reaches val/acc 1.000 within its first epoch here.
 SATURATING = ["debug=smoke", "logger=none", "arch=cnn", "data.image_size=32", "data.n_train_per_class=200",
@@ -26,15 +26,6 @@ class Record(Callback):
     def on_validation_epoch_end(self, trainer, pl_module):
         m = trainer.callback_metrics
         self.val[trainer.current_epoch] = (float(m["val/acc"]), float(m["val/loss"]))
-
-
-class KillAtEpoch(Callback):
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError(f"killed as epoch {self.epoch} starts")
 
 
 def stored(path) -> tuple[int, int]:

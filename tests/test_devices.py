@@ -9,9 +9,10 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import shapeshift.evaluate
-from benchmarks import bench
+from benchmarks import training
+from benchmarks.common import settings
+from shapeshift.audit.screen import screen
 from shapeshift.config import AuditConfig, EvaluateConfig, ExplainConfig
-from shapeshift.qc.screen import screen
 from shapeshift.runtime import device_for
 from shapeshift.saliency import explain_sets
 from tests.helpers import CONF
@@ -62,6 +63,7 @@ def test_evaluate_runs_on_the_gpu_when_there_is_one(has_gpu, monkeypatch, tmp_pa
     monkeypatch.setattr(shapeshift.evaluate, "load_run_config", lambda run_dir: cfg)
     monkeypatch.setattr(shapeshift.evaluate, "build_datamodule", lambda cfg, augment: type("DM", (), {"test_set_names": ["iid"]}))
     monkeypatch.setattr(shapeshift.evaluate, "load_model", lambda *args: None)
+    monkeypatch.setattr(shapeshift.evaluate, "checkpoint_path", lambda *args: tmp_path / "last.ckpt")
     monkeypatch.setattr(shapeshift.evaluate, "quality_control", lambda *args: [])
     seen: dict = {}
     monkeypatch.setattr(shapeshift.evaluate.L, "Trainer", record_trainer(seen))
@@ -101,12 +103,12 @@ def test_audit_and_explain_move_the_model_to_the_chosen_device(has_gpu, accelera
 
 
 def test_bench_trainers_take_the_accelerator_option(has_gpu, monkeypatch):
-    assert bench.ACCELERATOR == "auto"
+    assert settings.accelerator == "auto"
     cfg = OmegaConf.create({"trainer": {"precision": "32-true", "deterministic": True, "log_every_n_steps": 50}})
     for accelerator in ("auto", "cpu"):
-        monkeypatch.setattr(bench, "ACCELERATOR", accelerator)
+        monkeypatch.setattr(settings, "accelerator", accelerator)
         seen: dict = {}
-        monkeypatch.setattr(bench.L, "Trainer", record_trainer(seen))
+        monkeypatch.setattr(training.L, "Trainer", record_trainer(seen))
         with pytest.raises(Stop):
-            bench.lightning_loop(cfg, None, None, 1, 0)
+            training.lightning_loop(cfg, None, None, 1, 0)
         assert seen["accelerator"] == accelerator

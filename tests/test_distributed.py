@@ -122,17 +122,3 @@ def test_deterministic_auto_is_true_on_the_cpu_and_warn_on_a_gpu(monkeypatch):
     assert choose_deterministic("auto", "gpu")[0] == "warn"
     assert choose_deterministic("auto", "cpu")[0] is True
     assert choose_deterministic(True, "gpu")[0] is True  # an explicit choice is kept
-
-
-def test_the_batch_must_split_evenly_among_the_processes(cache_dir):
-    from types import SimpleNamespace
-
-    from shapeshift.config import ConfigError
-    from tests.test_workers import datamodule
-
-    dm = datamodule(cache_dir, 0)  # batch_size 8
-    dm.trainer = SimpleNamespace(world_size=2)
-    assert dm.train_dataloader().batch_size == 4
-    dm.trainer = SimpleNamespace(world_size=3)
-    with pytest.raises(ConfigError, match="multiple of the 3 processes"):
-        dm.train_dataloader()

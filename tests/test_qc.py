@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from shapeshift.models.features import tapped
 from shapeshift.qc.detectors import SHRINKAGE, Energy, KNearest, Mahalanobis, MaxSoftmax
-from shapeshift.qc.features import tapped
 from shapeshift.qc.gate import SaturatedScores, detection, gate_metrics, risk_coverage, threshold
 
 

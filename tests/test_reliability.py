@@ -1,81 +1,13 @@
-"""Never lose work: resume, idempotent reruns, failure records, a safe cache, clear errors."""
+"""Never lose work: failure records, idempotent sweeps, a safe cache. (Reuse and resume of a run folder:
+test_lifecycle.py.)"""
 
 import json
 import threading
 
 import numpy as np
-import pytest
-from lightning.pytorch.callbacks import Callback
 
 from shapeshift.data.cache import cached
-from shapeshift.run_dir import RunMismatch, read_record
-from shapeshift.train import train
-from tests.helpers import run_cli, without_measurements
-
-SMALL = ["debug=smoke", "logger=none", "arch=cnn", "aug=basic", "trainer.max_epochs=3",
-         "data.n_train_per_class=48", "data.batch_size=16"]
-
-
-class KillAfterFirstEpoch(Callback):
-    """Dies as the second epoch starts: the first epoch and its checkpoint are complete."""
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == 1:
-            raise RuntimeError("killed after the first epoch")
-
-
-def snapshot(run_dir) -> dict:
-    """Every file of a run folder and its bytes: "changed nothing" checked literally."""
-    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
-
-
-def test_a_rerun_with_another_config_is_refused_and_changes_nothing(cfg_factory, tmp_path):
-    run_dir = tmp_path / "run"
-    first = train(cfg_factory(*SMALL[:3], output_dir=run_dir))
-    before = snapshot(run_dir)
-    with pytest.raises(RunMismatch, match=r"finished run that was made with another config \(differs in aug\.name, "):
-        train(cfg_factory(*SMALL[:3], "aug=strong", output_dir=run_dir))
-    # A full run into a smoke run's folder: the first keys that differ are named, then a count.
-    with pytest.raises(RunMismatch, match=r"differs in data\.batch_size, .*, debug, .* and 3 more\); nothing was "
-                                          r"changed\. Rerun with force=true"):
-        train(cfg_factory("logger=none", "arch=cnn", "data.n_train_per_class=48", output_dir=run_dir))
-    assert snapshot(run_dir) == before
-    forced = train(cfg_factory(*SMALL[:3], "aug=strong", "force=true", output_dir=run_dir))
-    assert (first["aug"], forced["aug"]) == ("none", "strong") and forced["fingerprint"] != first["fingerprint"]
-    assert read_record(run_dir)["fingerprint"] == forced["fingerprint"]
-
-
-def test_an_interrupted_run_resumes_only_with_its_own_config(cfg_factory, tmp_path):
-    run_dir = tmp_path / "killed"
-    with pytest.raises(RuntimeError, match="killed"):
-        train(cfg_factory(*SMALL, output_dir=run_dir), callbacks=[KillAfterFirstEpoch()])
-    before = snapshot(run_dir)
-    with pytest.raises(RunMismatch, match=r"interrupted run that was made with another config \(differs in seed\)"):
-        train(cfg_factory(*SMALL, "seed=1", output_dir=run_dir))
-    assert snapshot(run_dir) == before
-
-
-def test_a_folder_without_a_fingerprint_is_never_reused(cfg_factory, tmp_path):
-    run_dir = tmp_path / "old"
-    train(cfg_factory(*SMALL[:3], output_dir=run_dir))
-    (run_dir / "run.json").unlink()  # as a run made before fingerprints
-    with pytest.raises(RunMismatch, match="has no fingerprint"):
-        train(cfg_factory(*SMALL[:3], output_dir=run_dir))
-
-
-def test_a_finished_run_is_skipped_unless_forced(cfg_factory, tmp_path):
-    first = train(cfg_factory(*SMALL[:3], output_dir=tmp_path / "run"))
-    stamp = (tmp_path / "run" / "metrics.json").stat().st_mtime_ns
-
-    class MustNotTrain(Callback):
-        def on_train_start(self, trainer, pl_module):
-            raise AssertionError("a finished run was trained again")
-
-    assert train(cfg_factory(*SMALL[:3], output_dir=tmp_path / "run"), callbacks=[MustNotTrain()]) == first
-    assert (tmp_path / "run" / "metrics.json").stat().st_mtime_ns == stamp
-    again = train(cfg_factory(*SMALL[:3], "force=true", output_dir=tmp_path / "run"))
-    assert without_measurements(again) == without_measurements(first)
-    assert (tmp_path / "run" / "metrics.json").stat().st_mtime_ns != stamp
+from tests.helpers import run_cli
 
 
 def test_two_writers_of_one_cache_entry_leave_one_whole_file(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shapeshift.train import train
-from tests.helpers import assert_metrics_consistent, wandb_records, without_measurements
+from tests.helpers import KillAtEpoch, assert_metrics_consistent, wandb_records, without_measurements
 
 SMALL = ["debug=smoke", "logger=csv"]
 
@@ -68,7 +68,7 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
     assert sorted(curve) == [0, 1, 2, 3, 4, 5]
     assert curve[0]["severity/rotation/acc"] == metrics["test/iid/acc"]
     assert curve[5]["severity/position/acc"] == metrics["test/position/s5/acc"]
-    assert curve[3]["severity/rotation/auroc/knn"] == metrics["test/rotation/s3/auroc/knn"]
+    assert curve[3]["severity/rotation/auroc/msp"] == metrics["test/rotation/s3/auroc/msp"]
     defined = {r.metric.name or r.metric.glob_name: r.metric.step_metric for r in records
                if r.WhichOneof("record_type") == "metric"}
     assert defined.get("severity/rotation/*") == "severity"
@@ -85,14 +85,13 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
 
 
 def test_a_resumed_run_continues_its_wandb_run(cfg_factory, tmp_path, monkeypatch):
-    from tests.test_reliability import KillAfterFirstEpoch
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     overrides = ("debug=smoke", "logger=wandb", "arch=cnn", "trainer.max_epochs=2")
     with pytest.raises(RuntimeError, match="killed"):
-        train(cfg_factory(*overrides), callbacks=[KillAfterFirstEpoch()])
+        train(cfg_factory(*overrides), callbacks=[KillAtEpoch(1)])
     metrics = train(cfg_factory(*overrides))
     runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2  # one folder per process; `wandb sync` uploads both into the one run id

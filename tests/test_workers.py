@@ -1,5 +1,5 @@
-"""Data workers change how fast batches come, never what is in them: the augmentation of a training
-sample depends only on (seed, epoch, sample)."""
+"""Data loading: workers change how fast batches come, never what is in them (the augmentation of a
+training sample depends only on seed, epoch and sample), and DDP splits the batch among its processes."""
 
 import numpy as np
 import pytest
@@ -67,3 +67,16 @@ def test_metrics_are_bit_identical_with_two_workers(cfg_factory, tmp_path):
     parallel = train(cfg_factory(*common, "data.num_workers=2", output_dir=tmp_path / "w2"))
     assert without_measurements(parallel) == without_measurements(serial)
     assert serial["fingerprint"] == parallel["fingerprint"]  # num_workers is not part of the result
+
+
+def test_the_batch_must_split_evenly_among_the_processes(cache_dir):
+    from types import SimpleNamespace
+
+    from shapeshift.config import ConfigError
+
+    dm = datamodule(cache_dir, 0)  # batch_size 8
+    dm.trainer = SimpleNamespace(world_size=2)
+    assert dm.train_dataloader().batch_size == 4
+    dm.trainer = SimpleNamespace(world_size=3)
+    with pytest.raises(ConfigError, match="multiple of the 3 processes"):
+        dm.train_dataloader()

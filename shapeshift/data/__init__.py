@@ -1,4 +1,3 @@
 """Procedural star/moon data: rendering, o.o.d. shifts, caching, augmentation and the datamodule."""
 
-# The i.i.d. test set's name: every data module has it, and metrics, detectors and reports key on it.
-IID = "iid"
+from shapeshift.metric_keys import IID  # noqa: F401 - where data modules and models look for it

@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
 
 from shapeshift.data import IID
-from shapeshift.qc.features import tapped
+from shapeshift.models.features import tapped
 
 
 def random_translations(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

@@ -15,8 +15,8 @@ from torch import nn
 
 from shapeshift.data import IID
 from shapeshift.data.base import model_input
+from shapeshift.models.features import tapped
 from shapeshift.qc.detectors import build
-from shapeshift.qc.features import tapped
 from shapeshift.qc.gate import SaturatedScores, detection, gate_metrics, risk_coverage, threshold
 
 log = logging.getLogger("shapeshift")

@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from shapeshift.config import DETECTORS
+
 SHRINKAGE = 0.1  # covariance shrunk towards a scaled identity: stable when features outnumber images
 
 
@@ -94,14 +96,12 @@ class KNearest(Detector):
 
 
 def build(name: str, k: int = 10) -> Detector:
-    factories = {
-        "msp": MaxSoftmax, "energy": Energy,
-        "mahalanobis": lambda: Mahalanobis("global"), "mahalanobis_spatial": lambda: Mahalanobis("spatial"),
-        "knn": lambda: KNearest("global", k), "knn_spatial": lambda: KNearest("spatial", k),
-        "mahalanobis_stages": lambda: Mahalanobis("stages"), "knn_stages": lambda: KNearest("stages", k),
-    }
-    if name not in factories:
-        raise ValueError(f"unknown detector {name!r}; choose from {', '.join(factories)}")
-    return factories[name]()
-
-
+    """A detector by its name in `config.DETECTORS`: `msp`, `energy`, or `<mahalanobis|knn>[_<features>]`,
+    the features being the pooled last map (`global`, the default), its 2x2 grid (`spatial`) or every
+    stage's map (`stages`)."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    if name in ("msp", "energy"):
+        return MaxSoftmax() if name == "msp" else Energy()
+    kind, _, features = name.partition("_")
+    return Mahalanobis(features or "global") if kind == "mahalanobis" else KNearest(features or "global", k)

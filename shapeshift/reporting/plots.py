@@ -12,9 +12,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from shapeshift.metric_keys import severity_points  # noqa: E402
 from shapeshift.reporting.runs import Run  # noqa: E402
 from shapeshift.reporting.tables import Group, families_of, gains, set_columns  # noqa: E402
-from shapeshift.run_dir import RISK_COVERAGE_FILE, read_json, severity_points  # noqa: E402
+from shapeshift.run_dir import RISK_COVERAGE_FILE, read_json  # noqa: E402
 
 HEATMAP = "heatmap.png"
 GAIN = "aug_gain.png"

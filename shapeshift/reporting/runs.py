@@ -8,7 +8,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shapeshift.run_dir import METRICS_FILE, RunInfo, find_runs, is_number, read_run
+from shapeshift.metric_keys import is_number
+from shapeshift.run_dir import METRICS_FILE, RunInfo, find_runs, read_run
 
 # Keys that never make a variant: the seed is what a group averages over, the aug label holds its magnitude.
 NOT_VARIANTS = {"seed", "aug.magnitude"}

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shapeshift.run_dir import is_number
+from shapeshift.metric_keys import is_number
 
 NO_INTERVAL = "—"
 

@@ -7,6 +7,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from shapeshift.metric_keys import is_number
 from shapeshift.reporting.runs import Run
 from shapeshift.reporting.stats import NO_INTERVAL
 from shapeshift.reporting.tables import (
@@ -20,7 +21,7 @@ from shapeshift.reporting.tables import (
     qc_tables,
     set_columns,
 )
-from shapeshift.run_dir import METRICS_FILE, is_number
+from shapeshift.run_dir import METRICS_FILE
 
 REPORT_FILE = "report.md"
 CSV_FILE = "results.csv"

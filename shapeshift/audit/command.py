@@ -1,32 +1,17 @@
-"""Quality control on real deployment images: a trained run's predictions and its gate's flags, or, for a
-whole sweep, which model to deploy.
-
-    python -m shapeshift.audit run=<run dir> images=<folder>       # audit.csv, skipped.csv, contact_sheet.png
-    python -m shapeshift.audit run=<sweep dir> images=<folder>     # ranking.csv, ranking.md: every run ranked
-
-Images are converted the way the run's data was made (RGB or grey, white behind transparency, resized to
-`data.image_size`). The run's gate (`qc.gate`, an o.o.d. detector fitted on its training images) flags an
-image whose score falls below the threshold that keeps `keep` (95%) of the run's own i.i.d. validation
-images. A folder with one subfolder per class (`star/`, `moon/`) is a labelled sample: accuracy is
-measured too. Outputs go to `<run or sweep>/audit/<folder name>/` (or `out=`), never into the image folder.
-"""
+"""The audit's work: one run on a folder of images (`audit`, `summary`), or every run of a sweep ranked
+(`rank_sweep`). `shapeshift/audit/__main__.py` is the command that calls them."""
 
 from __future__ import annotations
 
 import csv
 import logging
-import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
-
+from shapeshift.audit import ranking
+from shapeshift.audit.images import Folder, read_folder
+from shapeshift.audit.screen import Screening, load, screen
+from shapeshift.audit.sheet import contact_sheet
 from shapeshift.config import ConfigError
-from shapeshift.loggers import silence_known_noise
-from shapeshift.qc import ranking
-from shapeshift.qc.images import Folder, read_folder
-from shapeshift.qc.screen import Screening, load, screen
-from shapeshift.qc.sheet import contact_sheet
 from shapeshift.run_dir import find_runs, read_run
 from shapeshift.runtime import AUTO, fast_cpu_math
 
@@ -130,24 +115,3 @@ def rank_sweep(sweep: str, images: str, out: str | None = None, keep: float = 0.
     runs, cells = ranking.rank(rows, bool(labelled))
     return {**ranking.write(out_dir, runs, cells, bool(labelled), folder), "runs": runs, "cells": cells,
             "labelled": bool(labelled)}
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="audit")
-def main(cfg: DictConfig) -> None:
-    silence_known_noise()
-    try:
-        if len(find_runs(Path(cfg.run).expanduser())) > 1:
-            result = rank_sweep(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.accelerator)
-            best = result["best"]
-            print(f"ranked {len(result['runs'])} runs -> {result['md']}")
-            print(f"deploy: arch={best['arch']} aug={best['aug']}"
-                  + ("" if result["labelled"] else " (unlabelled sample: ranked by flagged share only)"))
-        else:
-            print(summary(audit(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.sheet, cfg.accelerator)))
-    except (ConfigError, FileNotFoundError) as err:
-        print(f"shapeshift: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

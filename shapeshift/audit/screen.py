@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from shapeshift.audit.images import Folder
 from shapeshift.config import ConfigError
 from shapeshift.pipeline import build_datamodule, quality_control
 from shapeshift.qc.gate import SaturatedScores, threshold
-from shapeshift.qc.images import Folder
 from shapeshift.restore import load_model, load_run_config
 from shapeshift.runtime import AUTO, device_for
 

@@ -1,28 +1,15 @@
-"""`python -m shapeshift.train -m experiment=seed_study`: the 45 jobs of the seed study, without running them."""
+"""The `experiment=` presets expanded to their jobs, unrun: the seed study, mechanism and remedy sweeps."""
 
 import itertools
 
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.override_parser.overrides_parser import OverridesParser
+import pytest
 
 from shapeshift.config import validate
-from tests.helpers import ARCHS, AUGS, compose_train
+from tests.helpers import ARCHS, AUGS, compose_train, sweep_jobs
 
 STUDY_ARCHS = ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"]
 STUDY_AUGS = ["none", "basic", "strong"]
 STUDY_SEEDS = [0, 1, 2]
-
-
-def sweep_jobs(command_line: list[str]) -> list[list[str]]:
-    """The jobs Hydra's basic sweeper launches, computed as BasicSweeper.sweep does: the config's
-    `hydra.sweeper.params`, then the command line, parsed and expanded by `split_arguments`."""
-    parser = OverridesParser.create()
-    # A multirun composes its sweep config without the command line's sweeps (they go to the sweeper).
-    cfg = compose_train([o.input_line for o in parser.parse_overrides(command_line) if not o.is_sweep_override()])
-    assert cfg.hydra.sweeper._target_ == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
-    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + command_line
-    overrides = parser.parse_overrides(params)
-    return [job for batch in BasicSweeper.split_arguments(overrides, max_batch_size=None) for job in batch]
 
 
 def identity(job: list[str]) -> tuple[str, str, int]:
@@ -71,3 +58,17 @@ def test_the_gap_strong_follow_up_trains_longer():
     assert [identity(j) for j in jobs] == [("gap", "strong", s) for s in STUDY_SEEDS]
     cfg = compose_train(["experiment=seed_study_gap_strong", "arch=gap", "aug=strong"])
     assert cfg.trainer.max_epochs == 20
+
+
+@pytest.mark.parametrize(("preset", "jobs", "grid"), [
+    ("mechanism", 18, {"arch": {"resnet18", "cnn"}, "arch.padding_mode": {"zeros", "reflect", "circular"}}),
+    ("mechanism_size", 18, {"arch": {"resnet18", "resnet18_aa"}, "data.image_size": {"63", "64", "65"}}),
+    ("remedy", 45, {"aug": {"none", "flip", "translate"}}),
+])
+def test_the_experiment_presets_expand_to_their_jobs(preset, jobs, grid):
+    expanded = sweep_jobs([f"experiment={preset}"])
+    assert len(expanded) == jobs
+    for key, values in grid.items():
+        assert {dict(o.split("=", 1) for o in job)[key] for job in expanded} == values
+    for job in expanded[:: max(1, jobs // 6)]:  # every kind of job composes and validates
+        validate(compose_train([f"experiment={preset}", *job]))

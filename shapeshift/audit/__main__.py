@@ -1,0 +1,31 @@
+"""`python -m shapeshift.audit run=<run or sweep dir> images=<folder>`: see `shapeshift/audit/__init__.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from shapeshift.audit.command import audit, rank_sweep, summary
+from shapeshift.errors import command_errors
+from shapeshift.loggers import silence_known_noise
+from shapeshift.run_dir import find_runs
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="audit")
+def main(cfg: DictConfig) -> None:
+    silence_known_noise()
+    with command_errors(user_errors=(FileNotFoundError,)):
+        if len(find_runs(Path(cfg.run).expanduser())) > 1:
+            result = rank_sweep(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.accelerator)
+            best = result["best"]
+            print(f"ranked {len(result['runs'])} runs -> {result['md']}")
+            print(f"deploy: arch={best['arch']} aug={best['aug']}"
+                  + ("" if result["labelled"] else " (unlabelled sample: ranked by flagged share only)"))
+        else:
+            print(summary(audit(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.sheet, cfg.accelerator)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Every command's way out: a user's mistake ends in one line on stderr and exit code 2, Ctrl-C in 130,
+anything else in its traceback (and, for a run, `error.txt` in its folder)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from shapeshift.config import ConfigError
+from shapeshift.lifecycle import Interrupted
+from shapeshift.run_dir import ERROR_FILE, RunMismatch, record_failure
+
+log = logging.getLogger("shapeshift")
+
+
+@contextlib.contextmanager
+def command_errors(run_dir: Path | None = None, reraise: bool = False,
+                   user_errors: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """`run_dir`: where a failure is recorded (`error.txt`). `reraise`: a multirun's job, which Hydra marks
+    failed while the other jobs run on. `user_errors`: more exceptions a user's input causes (a missing
+    image folder for `audit`), reported like a `ConfigError`."""
+    try:
+        yield
+    except RunMismatch as err:  # the folder is another run's: leave it exactly as it was
+        print(f"shapeshift: {err}", file=sys.stderr)
+        if reraise:
+            raise
+        sys.exit(2)
+    except (ConfigError, Interrupted, *user_errors) as err:
+        if run_dir is not None:
+            record_failure(run_dir, err)
+        kind = "config error: " if type(err) is ConfigError else ""  # not its kin (a run that cannot load)
+        print(f"shapeshift: {kind}{err}", file=sys.stderr)
+        if reraise:
+            raise
+        sys.exit(130 if isinstance(err, Interrupted) else 2)
+    except Exception as err:
+        if run_dir is not None:
+            record_failure(run_dir, err)
+            log.error("job failed: %s: %s (traceback in %s)", type(err).__name__, err, run_dir / ERROR_FILE)
+        raise

@@ -1,0 +1,26 @@
+"""Saliency maps (`shapeshift.explain`) of a trained run: image-sized, not constant, classes in turn."""
+
+
+def test_saliency_maps_have_the_image_size_and_are_not_constant(cfg_factory, tmp_path):
+    from shapeshift.explain import explain
+    from shapeshift.saliency import explain_sets
+    from shapeshift.train import train
+    from tests.helpers import save_job_config
+
+    run_dir = tmp_path / "run"
+    cfg = cfg_factory("debug=smoke", "logger=none", "arch=cnn", "trainer.max_epochs=2", output_dir=run_dir)
+    train(cfg)
+    save_job_config(cfg, run_dir)
+    path = explain(str(run_dir), ["iid", "position/s5"], n=4)
+    assert path == run_dir / "saliency.png" and path.read_bytes()[:4] == b"\x89PNG"
+
+    from shapeshift.pipeline import build_datamodule
+    from shapeshift.restore import load_model, load_run_config
+
+    cfg = load_run_config(run_dir)
+    dm = build_datamodule(cfg, augment=False)
+    rows = explain_sets(load_model(run_dir, cfg, dm.test_set_names), dm, ["iid", "position/s5"], 4)
+    for row in rows:
+        assert row["maps"].shape == (4, 64, 64)
+        assert all(m.std() > 1e-3 for m in row["maps"]) and row["maps"].min() >= 0 and row["maps"].max() <= 1
+        assert sorted(row["labels"].tolist()) == [0, 0, 1, 1]  # classes in turn
