@@ -30,8 +30,9 @@ test: $(INSTALLED) ## Run the fast test suite (no slow tests)
 test-full: $(INSTALLED) ## Run every test, the slow ones too
 	$(BIN)/python -m pytest -m "slow or not slow"
 
-lint: $(INSTALLED) ## ruff: lint (rules in pyproject.toml)
+lint: $(INSTALLED) ## ruff: lint and layout (rules in pyproject.toml); `ruff format .` fixes the layout
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 train: $(INSTALLED) ## Train the default experiment (pass overrides with ARGS="arch=gap aug=basic")
 	$(BIN)/python -m shapeshift.train $(ARGS)

@@ -1,4 +1,4 @@
-"""What every benchmark shares: the settings main() sets, the config it composes, the timing and the results."""
+"""What every benchmark shares: the settings main() sets, configs, timing, and the results file."""
 
 from __future__ import annotations
 
@@ -37,7 +37,9 @@ class Settings:
     """Set once by main() from the options; every benchmark reads them from here."""
 
     trainer: str = "default"  # the trainer preset every figure is taken under (`--trainer`)
-    accelerator: str = AUTO  # the Trainers' accelerator (`--accelerator`): auto is the GPU when there is one, else the CPU
+    accelerator: str = (
+        AUTO  # the Trainers' accelerator (`--accelerator`): auto is the GPU when there is one, else the CPU
+    )
 
 
 settings = Settings()
@@ -55,7 +57,9 @@ def config(*overrides: str, cache: str):
     with open_dict(cfg):
         cfg.output_dir = tempfile.mkdtemp(prefix="bench-run-")
         cfg.data.cache_dir = cache
-        cfg.trainer.precision = choose_precision(cfg.trainer.precision, settings.accelerator)[0]  # as train does
+        cfg.trainer.precision = choose_precision(cfg.trainer.precision, settings.accelerator)[
+            0
+        ]  # as train does
     return cfg
 
 
@@ -71,21 +75,30 @@ def median_rate(fn, n_items: int, repeats: int = 3) -> float:
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        name = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
+        name = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
         cpu = name
     except (OSError, StopIteration):
         pass
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only (no GPU)"
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"lightning {L.__version__}, {device}, python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"lightning {L.__version__}, {device}, python {platform.python_version()}"
+    )
 
 
 def append_results(out: Path) -> None:
     """Every emitted line, appended to `out` under the date and the command line."""
     stamp = time.strftime("%Y-%m-%d %H:%M")
     block = "\n".join(f"- {line}" for line in LINES)
-    header = "" if out.exists() else "# Benchmark results\n\nAppended by `python -m benchmarks.bench`; newest last.\n"
+    header = (
+        ""
+        if out.exists()
+        else "# Benchmark results\n\nAppended by `python -m benchmarks.bench`; newest last.\n"
+    )
     with out.open("a") as f:
         f.write(f"{header}\n## {stamp} `{' '.join(sys.argv[1:]) or '(default)'}`\n\n{block}\n")
     print(f"appended to {out}")

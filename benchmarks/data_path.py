@@ -20,8 +20,10 @@ def bench_cache(cache: str) -> None:
     first = time.perf_counter() - t
     t = time.perf_counter()
     build_datamodule(config(cache=cache), augment=False).prepare_data()
-    emit(f"cache: first run renders every set in {first:.1f} s; second run {time.perf_counter() - t:.2f} s "
-         "(reads, renders nothing)")
+    emit(
+        f"cache: first run renders every set in {first:.1f} s; second run {time.perf_counter() - t:.2f} s "
+        "(reads, renders nothing)"
+    )
 
 
 # 1 ---------------------------------------------------------------------------------------------------------
@@ -35,7 +37,9 @@ def bench_render(cache: str) -> None:
     photos = load_photos("eval")
     for family in families:
         ops = shifts.severity_ops(families, family, 3)
-        rate = median_rate(lambda ops=ops: shifts.apply(params, ops, size, np.random.default_rng(0), photos), n)
+        rate = median_rate(
+            lambda ops=ops: shifts.apply(params, ops, size, np.random.default_rng(0), photos), n
+        )
         emit(f"render {family} (s3): {rate:,.0f} img/s")
 
 

@@ -36,17 +36,24 @@ def sweep_flops(cache: str) -> float:
         dm = build_datamodule(cfg, augment=False)
         n_eval = sum(len(dm.arrays(n)[1]) for n in dm.test_set_names) + 2 * len(dm.arrays("iid")[1])
         epochs = cfg.trainer.max_epochs
-        per_run = (epochs * 2 * cfg.data.n_train_per_class * train_per_img
-                   + epochs * 2 * cfg.data.n_val_per_class * eval_per_img + n_eval * eval_per_img)
-        emit(f"flops {arch}: {train_per_img / 1e9:.3f} GFLOP/img train step, {eval_per_img / 1e9:.3f} eval; "
-             f"{per_run / 1e12:.2f} TFLOP per run")
+        per_run = (
+            epochs * 2 * cfg.data.n_train_per_class * train_per_img
+            + epochs * 2 * cfg.data.n_val_per_class * eval_per_img
+            + n_eval * eval_per_img
+        )
+        emit(
+            f"flops {arch}: {train_per_img / 1e9:.3f} GFLOP/img train step, {eval_per_img / 1e9:.3f} eval; "
+            f"{per_run / 1e12:.2f} TFLOP per run"
+        )
         total += 2 * per_run  # none and basic
     return total
 
 
 def bench_floor(cache: str, wall: float | None) -> None:
     """The sweep's compute floor at matmul speed and, given the sweep's measured `wall`, how far above it."""
-    gflops = {name: matmul_gflops(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    gflops = {
+        name: matmul_gflops(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
     emit(f"matmul (2048x2048): fp32 {gflops['fp32']:,.0f} GFLOPS, bf16 {gflops['bf16']:,.0f} GFLOPS")
     # The issue's floor is at fp32 matmul speed; a bf16-mixed run also gets the floor at bf16 speed,
     # which its convolutions could reach at best.

@@ -66,13 +66,21 @@ def plain_loop(model, dm, steps: int, warmup: int, precision: str = "32-true") -
 
 def lightning_loop(cfg, model, dm, steps: int, warmup: int) -> float:
     timer = StepTimer(warmup)
-    trainer = L.Trainer(accelerator=settings.accelerator, devices=1, max_steps=steps + warmup, limit_val_batches=0,
-                        precision=cfg.trainer.precision,
-                        logger=False, enable_checkpointing=False, enable_progress_bar=True,
-                        enable_model_summary=False,
-                        deterministic=choose_deterministic(cfg.trainer.deterministic, settings.accelerator)[0],
-                        num_sanity_val_steps=0, log_every_n_steps=cfg.trainer.log_every_n_steps,
-                        callbacks=[timer])
+    trainer = L.Trainer(
+        accelerator=settings.accelerator,
+        devices=1,
+        max_steps=steps + warmup,
+        limit_val_batches=0,
+        precision=cfg.trainer.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=True,
+        enable_model_summary=False,
+        deterministic=choose_deterministic(cfg.trainer.deterministic, settings.accelerator)[0],
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        callbacks=[timer],
+    )
     trainer.fit(model, datamodule=dm)
     return timer.images / (timer.end - timer.start) if timer.start else float("nan")
 
@@ -121,13 +129,22 @@ def bench_eval(cache: str) -> None:
         seconds = {}
         for name, callbacks in (("catalog", []), ("catalog + qc", quality_control(cfg, None))):
             model = build_classifier(cfg, build_backbone(cfg, arch), dm.test_set_names)
-            trainer = L.Trainer(accelerator=settings.accelerator, devices=1, logger=False,
-                                enable_checkpointing=False,
-                                precision=cfg.trainer.precision, enable_progress_bar=False,
-                                enable_model_summary=False, callbacks=callbacks)
+            trainer = L.Trainer(
+                accelerator=settings.accelerator,
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                precision=cfg.trainer.precision,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                callbacks=callbacks,
+            )
             t = time.perf_counter()
             trainer.test(model, datamodule=dm, verbose=False)
             seconds[name] = time.perf_counter() - t
-        emit(f"evaluate {arch}: {seconds['catalog']:.1f} s for the catalog ({n:,} images, "
-             f"{n / seconds['catalog']:,.0f} img/s); {seconds['catalog + qc']:.1f} s with quality control "
-             f"(+{seconds['catalog + qc'] - seconds['catalog']:.1f} s: fit on 4,500 images, 8 detectors scored)")
+        emit(
+            f"evaluate {arch}: {seconds['catalog']:.1f} s for the catalog ({n:,} images, "
+            f"{n / seconds['catalog']:,.0f} img/s); {seconds['catalog + qc']:.1f} s with quality control "
+            f"(+{seconds['catalog + qc'] - seconds['catalog']:.1f} s: "
+            "fit on 4,500 images, 8 detectors scored)"
+        )

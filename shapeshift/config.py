@@ -21,8 +21,16 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 # Choices checked at compose time, kept here so that needs no torch (shapeshift/models/padding.py and
 # shapeshift/qc/detectors.py use them).
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-DETECTORS = ("msp", "energy", "mahalanobis", "mahalanobis_spatial", "mahalanobis_stages", "knn", "knn_spatial",
-             "knn_stages")
+DETECTORS = (
+    "msp",
+    "energy",
+    "mahalanobis",
+    "mahalanobis_spatial",
+    "mahalanobis_stages",
+    "knn",
+    "knn_spatial",
+    "knn_stages",
+)
 
 
 class ConfigError(ValueError):
@@ -51,14 +59,18 @@ class AugConfig:
     name: str = MISSING
     magnitude: float = 1.0  # scales a preset's ranges through ${times:...} and ${sym:...}: the strength sweep
     transforms: list[Any] = field(default_factory=list)
-    parts: dict[str, Any] = field(default_factory=dict)  # presets a combined preset is built from (basic_flip)
+    parts: dict[str, Any] = field(
+        default_factory=dict
+    )  # presets a combined preset is built from (basic_flip)
 
 
 # Resolvers the aug presets use so one knob (`aug.magnitude=0.5,1,2`) sweeps the augmentation strength.
 OmegaConf.register_new_resolver("times", lambda value, factor: value * factor, replace=True)
 OmegaConf.register_new_resolver("sym", lambda value, factor: [-value * factor, value * factor], replace=True)
 # Combined presets (conf/aug/basic_flip.yaml) chain the transform lists of the presets they are built from.
-OmegaConf.register_new_resolver("concat", lambda *lists: [item for part in lists for item in part], replace=True)
+OmegaConf.register_new_resolver(
+    "concat", lambda *lists: [item for part in lists for item in part], replace=True
+)
 
 
 @dataclass
@@ -81,7 +93,11 @@ def _field_type(annotation):
     if annotation in (int, bool, float, str):
         return annotation
     args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+    if (
+        typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        and len(args) == 2
+        and type(None) in args
+    ):
         inner = next(a for a in args if a is not type(None))
         if inner in (int, bool, float, str):
             return inner | None
@@ -114,7 +130,9 @@ class EvalConfig:
 @dataclass
 class QCConfig:
     detectors: list[str] = field(default_factory=lambda: list(DETECTORS))  # fitted on training features
-    gate: str = "mahalanobis_stages"  # the detector that accepts or flags images (audit, coverage, accepted_acc)
+    gate: str = (
+        "mahalanobis_stages"  # the detector that accepts or flags images (audit, coverage, accepted_acc)
+    )
     keep: float = 0.95  # share of i.i.d. validation images the gate accepts: sets its threshold
     k: int = 10  # the k of the nearest-neighbour detectors
 
@@ -131,7 +149,9 @@ class TrainConfig:
     optimizer: Any = MISSING
     scheduler: Any = None
     logger: Any = None
-    callbacks: dict[str, Any] = field(default_factory=dict)  # extra Lightning callbacks, by name (conf/callbacks/)
+    callbacks: dict[str, Any] = field(
+        default_factory=dict
+    )  # extra Lightning callbacks, by name (conf/callbacks/)
     eval: EvalConfig = field(default_factory=EvalConfig)
     qc: QCConfig = field(default_factory=QCConfig)
     torch_threads: int | None = None
@@ -185,7 +205,9 @@ def register_schemas() -> None:
     cs.store(name="explain_schema", node=ExplainConfig)
 
 
-def misspelled(overrides: list[str], groups: set[str] = frozenset(), schema: type | None = None) -> str | None:
+def misspelled(
+    overrides: list[str], groups: set[str] = frozenset(), schema: type | None = None
+) -> str | None:
     """A one-line "did you mean" for the first command-line key the schema does not have, else None.
 
     Hydra refuses such a key too, but suggests `+key=value`, which then fails later; this names the
@@ -198,13 +220,21 @@ def misspelled(overrides: list[str], groups: set[str] = frozenset(), schema: typ
             continue  # additions, deletions, Hydra's own keys and group choices (debug=smoke)
         node, parts = root, key.split(".")
         for i, part in enumerate(parts):
-            if not isinstance(node, DictConfig) or OmegaConf.get_type(node) in (dict, None) or node._is_missing():
+            if (
+                not isinstance(node, DictConfig)
+                or OmegaConf.get_type(node) in (dict, None)
+                or node._is_missing()
+            ):
                 break  # free-form below here (Any, dict): nothing to check
             keys = [str(k) for k in node]  # not `part in node`: that is False for MISSING values (arch)
             if part not in keys:
                 close = difflib.get_close_matches(part, keys, n=1, cutoff=0.6)
                 prefix = ".".join(parts[:i] + [""])
-                hint = f"; did you mean {prefix}{close[0]}?" if close else f"; {prefix.rstrip('.') or 'the config'} has no such key"
+                hint = (
+                    f"; did you mean {prefix}{close[0]}?"
+                    if close
+                    else f"; {prefix.rstrip('.') or 'the config'} has no such key"
+                )
                 return f"unknown config key {key}{hint}"
             node = node._get_node(part)
     return None
@@ -253,4 +283,6 @@ def validate(cfg: DictConfig) -> None:
     if not isinstance(cfg.arch, DictConfig) or "_target_" not in cfg.arch:
         raise ConfigError("arch must be a config with a _target_ (choose a file from conf/arch/)")
     if cfg.arch.get("padding_mode", "zeros") not in PADDING_MODES:
-        raise ConfigError(f"arch.padding_mode must be one of {', '.join(PADDING_MODES)}, got {cfg.arch.padding_mode!r}")
+        raise ConfigError(
+            f"arch.padding_mode must be one of {', '.join(PADDING_MODES)}, got {cfg.arch.padding_mode!r}"
+        )

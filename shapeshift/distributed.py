@@ -76,6 +76,15 @@ def evaluation_trainer(trainer: L.Trainer, cfg: DictConfig, callbacks: list) -> 
     The local cluster environment keeps a SLURM job's task count out of it."""
     if trainer.world_size == 1:
         return trainer
-    return instantiate(cfg.trainer, devices=1, num_nodes=1, strategy="auto", sync_batchnorm=False, logger=False,
-                       enable_checkpointing=False, plugins=[LightningEnvironment()], callbacks=callbacks,
-                       default_root_dir=trainer.default_root_dir)
+    return instantiate(
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        sync_batchnorm=False,
+        logger=False,
+        enable_checkpointing=False,
+        plugins=[LightningEnvironment()],
+        callbacks=callbacks,
+        default_root_dir=trainer.default_root_dir,
+    )

@@ -17,8 +17,9 @@ log = logging.getLogger("shapeshift")
 
 
 @contextlib.contextmanager
-def command_errors(run_dir: Path | None = None, reraise: bool = False,
-                   user_errors: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+def command_errors(
+    run_dir: Path | None = None, reraise: bool = False, user_errors: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
     """`run_dir`: where a failure is recorded (`error.txt`). `reraise`: a multirun's job, which Hydra marks
     failed while the other jobs run on. `user_errors`: more exceptions a user's input causes (a missing
     image folder for `audit`), reported like a `ConfigError`."""

@@ -32,8 +32,13 @@ log = logging.getLogger("shapeshift")
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
 
 
-def evaluate_run(run_dir: Path, shift: DictConfig, families: list[str] | None, out: str = "evaluation.json",
-                 accelerator: str = AUTO) -> dict:
+def evaluate_run(
+    run_dir: Path,
+    shift: DictConfig,
+    families: list[str] | None,
+    out: str = "evaluation.json",
+    accelerator: str = AUTO,
+) -> dict:
     if Path(out).name == METRICS_FILE:
         raise ConfigError(f"out={out} would overwrite the training results; choose another name")
     cfg = load_run_config(run_dir)
@@ -47,14 +52,26 @@ def evaluate_run(run_dir: Path, shift: DictConfig, families: list[str] | None, o
     model = load_model(run_dir, cfg, datamodule.test_set_names, weights)
     # The run's own precision and detectors (loaded from qc.pt, or fitted for runs made before it existed).
     # `auto`: the GPU when there is one. Deterministic where torch can be (not reflection padding on CUDA).
-    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, deterministic=choose_deterministic(AUTO, accelerator)[0],
-                        default_root_dir=str(run_dir),
-                        precision=cfg.trainer.precision, callbacks=quality_control(cfg, str(run_dir)))
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        deterministic=choose_deterministic(AUTO, accelerator)[0],
+        default_root_dir=str(run_dir),
+        precision=cfg.trainer.precision,
+        callbacks=quality_control(cfg, str(run_dir)),
+    )
     t0 = time.perf_counter()
     metrics = test_metrics(trainer, model, datamodule)
-    metrics.update({"checkpoint": str(weights.relative_to(run_dir)),
-                    "families": sorted(selected), "time/test_s": time.perf_counter() - t0})
+    metrics.update(
+        {
+            "checkpoint": str(weights.relative_to(run_dir)),
+            "families": sorted(selected),
+            "time/test_s": time.perf_counter() - t0,
+        }
+    )
     metrics = tidy(metrics)
     write_metrics(run_dir, metrics, name=out)
     return metrics
@@ -86,7 +103,8 @@ def main(cfg: DictConfig) -> None:
             failed += 1
             print(f"shapeshift: {run_dir}: {err}", file=sys.stderr)
             continue
-        print(f"{run_dir}: iid {metrics.get('test/iid/acc')}, ood {metrics.get('test/ood/acc')} -> {run_dir / cfg.out}")
+        iid, ood = metrics.get("test/iid/acc"), metrics.get("test/ood/acc")
+        print(f"{run_dir}: iid {iid}, ood {ood} -> {run_dir / cfg.out}")
     if failed:
         sys.exit(1)
 

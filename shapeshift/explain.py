@@ -39,14 +39,22 @@ def explain(run: str, sets: list[str], n: int = 8, out: str | None = None, accel
     datamodule = build_datamodule(cfg, augment=False)
     unknown = [s for s in sets if s not in datamodule.test_set_names]
     if unknown:
-        raise ConfigError(f"sets: unknown {unknown}; this run has {', '.join(datamodule.test_set_names[:8])}, ...")
+        raise ConfigError(
+            f"sets: unknown {unknown}; this run has {', '.join(datamodule.test_set_names[:8])}, ..."
+        )
     model = load_model(run_dir, cfg, datamodule.test_set_names)
     info = read_run(run_dir)
     rows = explain_sets(model, datamodule, list(sets), n, accelerator)
     path = Path(out).expanduser() if out else run_dir / "saliency.png"
-    knobs = f"{cfg.data.image_size} px" + (f", padding {cfg.arch.padding_mode}" if cfg.arch.get("padding_mode") else "")
-    return draw_grid(path, rows, tuple(datamodule.class_names),
-                     f"Grad-CAM: arch={info.arch} ({knobs}) aug={info.aug} seed={info.seed}")
+    knobs = f"{cfg.data.image_size} px" + (
+        f", padding {cfg.arch.padding_mode}" if cfg.arch.get("padding_mode") else ""
+    )
+    return draw_grid(
+        path,
+        rows,
+        tuple(datamodule.class_names),
+        f"Grad-CAM: arch={info.arch} ({knobs}) aug={info.aug} seed={info.seed}",
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="explain")

@@ -44,8 +44,16 @@ class RunFolder:
     finished: dict | None = None  # the metrics of a finished run with the same config: nothing to do
 
     @classmethod
-    def claim(cls, path: Path, keys: dict[str, Any], identity: dict[str, Any], *, force: bool = False,
-              wandb: bool = False, lead: bool = True) -> RunFolder:
+    def claim(
+        cls,
+        path: Path,
+        keys: dict[str, Any],
+        identity: dict[str, Any],
+        *,
+        force: bool = False,
+        wandb: bool = False,
+        lead: bool = True,
+    ) -> RunFolder:
         """The folder, ready for this config's run; RunMismatch (folder untouched) if it holds another's.
 
         `lead`: this process owns the folder. Under DDP every rank claims it, and the others only read:

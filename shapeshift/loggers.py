@@ -19,8 +19,10 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*litlogger.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
-    # A test of a saved checkpoint on a Trainer made for testing (rank 0 after DDP): it needs no ModelCheckpoint.
-    warnings.filterwarnings("ignore", message=r".*Be aware that when using `ckpt_path`, callbacks used to create.*")
+    # A saved checkpoint tested on a Trainer made for testing (rank 0 after DDP) needs no ModelCheckpoint.
+    warnings.filterwarnings(
+        "ignore", message=r".*Be aware that when using `ckpt_path`, callbacks used to create.*"
+    )
     # Lightning's "tip" lines (litlogger, LitServe) are logged at INFO by its rank-zero logger.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: "litlogger" not in record.getMessage() and "💡 Tip" not in record.getMessage()
@@ -56,8 +58,14 @@ def wandb_mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
 
 
-def build_logger(cfg: DictConfig, run_name: str, group: str | None, tags: list[str], run_id: str | None = None,
-                 choices: dict | None = None):
+def build_logger(
+    cfg: DictConfig,
+    run_name: str,
+    group: str | None,
+    tags: list[str],
+    run_id: str | None = None,
+    choices: dict | None = None,
+):
     """Instantiate `cfg.logger`; an empty logger config means no logger. `run_id`: the W&B run to continue;
     `choices`: the config group options (arch, aug, cell), top-level keys W&B can group runs by."""
     if not cfg.logger or not cfg.logger.get("_target_"):
@@ -72,11 +80,21 @@ def build_logger(cfg: DictConfig, run_name: str, group: str | None, tags: list[s
     # The run is started here, through wandb's public API, and handed to Lightning: job type, config and
     # resume are ours to set, and Lightning's deprecated `anonymous` argument never reaches wandb.
     os.makedirs(cfg.logger.save_dir, exist_ok=True)
-    run = wandb.init(project=cfg.logger.project, entity=cfg.logger.get("entity"), dir=cfg.logger.save_dir,
-                     name=run_name, group=group, tags=tags, id=run_id, resume="allow", job_type="train",
-                     mode=cfg.logger.get("mode") or wandb_mode(), config=config,
-                     # W&B's banner and closing summary stay off the terminal unless asked for (WANDB_SILENT=false)
-                     settings=wandb.Settings(silent=os.environ.get("WANDB_SILENT", "true").lower() != "false"))
+    run = wandb.init(
+        project=cfg.logger.project,
+        entity=cfg.logger.get("entity"),
+        dir=cfg.logger.save_dir,
+        name=run_name,
+        group=group,
+        tags=tags,
+        id=run_id,
+        resume="allow",
+        job_type="train",
+        mode=cfg.logger.get("mode") or wandb_mode(),
+        config=config,
+        # W&B's banner and closing summary stay off the terminal unless asked for (WANDB_SILENT=false)
+        settings=wandb.Settings(silent=os.environ.get("WANDB_SILENT", "true").lower() != "false"),
+    )
     return instantiate(cfg.logger, experiment=run)
 
 

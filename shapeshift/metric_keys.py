@@ -50,5 +50,7 @@ def aggregate(metrics: dict[str, float]) -> dict[str, float]:
 
 def tidy(metrics: dict) -> dict:
     """Six decimals (float32 metrics carry noise digits: 0.98000001907); non-finite numbers become null."""
-    return {k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v)
-            for k, v in metrics.items()}
+    return {
+        k: ((round(v, 6) if math.isfinite(v) else None) if isinstance(v, float) else v)
+        for k, v in metrics.items()
+    }

@@ -18,7 +18,9 @@ def build_backbone(cfg: DictConfig, arch_name: str) -> torch.nn.Module:
     size = cfg.data.image_size
     need = getattr(backbone, "min_input_size", 1)
     if size < need:
-        raise ConfigError(f"arch {arch_name!r} needs images of at least {need} px, got data.image_size={size}")
+        raise ConfigError(
+            f"arch {arch_name!r} needs images of at least {need} px, got data.image_size={size}"
+        )
     try:  # any other shape problem surfaces here, at start, not deep inside the first training step
         with torch.no_grad():
             backbone.eval()(torch.zeros(2, cfg.data.channels, size, size))
@@ -35,13 +37,19 @@ def augmentation_transforms(cfg: DictConfig) -> list:
 
 def build_datamodule(cfg: DictConfig, augment: bool = True):
     transforms = augmentation_transforms(cfg) if augment and "aug" in cfg else []
-    return instantiate(cfg.data, shift=OmegaConf.to_container(cfg.shift, resolve=True),
-                       train_transform=build_augmentation(transforms, cfg.seed), train_seed=cfg.seed)
+    return instantiate(
+        cfg.data,
+        shift=OmegaConf.to_container(cfg.shift, resolve=True),
+        train_transform=build_augmentation(transforms, cfg.seed),
+        train_seed=cfg.seed,
+    )
 
 
 def build_classifier(cfg: DictConfig, backbone: torch.nn.Module, test_set_names: list[str]) -> Classifier:
     scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None
-    interval = scheduler.pop("interval", "epoch") if scheduler else "epoch"  # Lightning's, not the scheduler's
+    interval = (
+        scheduler.pop("interval", "epoch") if scheduler else "epoch"
+    )  # Lightning's, not the scheduler's
     return Classifier(
         backbone,
         num_classes=cfg.data.num_classes,

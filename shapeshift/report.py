@@ -2,7 +2,7 @@
 
     python -m shapeshift.report outputs/sweeps/2026-01-01/12-00-00-000000
     python -m shapeshift.report sweep_machine_a sweep_machine_b      # written into the first folder
-    python -m shapeshift.report <dirs> --min-iid 0.97                # like with like: leave out runs that did not learn
+    python -m shapeshift.report <dirs> --min-iid 0.97                # leave out runs that did not learn
 
 Reads only each run's `metrics.json`, `run.json` and `.hydra/*.yaml` (no torch: it starts in a moment,
 wherever the folders were copied). Runs are grouped by arch x aug; each group shows the mean over seeds
@@ -25,18 +25,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m shapeshift.report",
         description="Summarise the runs of one or more sweep folders: report.md, results.csv and PNG plots, "
-                    "written into the first folder (or --out).")
+        "written into the first folder (or --out).",
+    )
     parser.add_argument("dirs", nargs="+", help="sweep or run folders, searched recursively")
     parser.add_argument("--out", help="write the report here instead of into the first folder")
     parser.add_argument("--no-plots", action="store_true", help="tables and CSV only")
-    parser.add_argument("--min-iid", type=float, metavar="ACC",
-                        help="leave out runs whose i.i.d. test accuracy is below ACC (e.g. 0.97): like with like")
-    parser.add_argument("--metrics", default=METRICS_FILE, metavar="FILE",
-                        help="each run's results file: metrics.json (training), or evaluation.json written by "
-                             "`shapeshift.evaluate` (re-evaluated checkpoints)")
+    parser.add_argument(
+        "--min-iid",
+        type=float,
+        metavar="ACC",
+        help="leave out runs whose i.i.d. test accuracy is below ACC (e.g. 0.97): like with like",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=METRICS_FILE,
+        metavar="FILE",
+        help="each run's results file: metrics.json (training), or evaluation.json written by "
+        "`shapeshift.evaluate` (re-evaluated checkpoints)",
+    )
     args = parser.parse_args(argv)
     try:
-        result = report(args.dirs, args.out, plots=not args.no_plots, min_iid=args.min_iid, metrics_file=args.metrics)
+        result = report(
+            args.dirs, args.out, plots=not args.no_plots, min_iid=args.min_iid, metrics_file=args.metrics
+        )
     except ReportError as err:
         print(f"shapeshift report: {err}", file=sys.stderr)
         return 1

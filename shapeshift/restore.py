@@ -34,8 +34,9 @@ def load_run_config(run_dir: Path) -> DictConfig:
     with open_dict(cfg):
         cfg.output_dir = str(run_dir)  # saved as ${hydra:runtime.output_dir}, which only Hydra resolves
         if cfg.trainer.precision == AUTO:
-            cfg.trainer.precision = (recorded.get("trainer.precision")
-                                     or choose_precision(AUTO, cfg.trainer.accelerator)[0])
+            cfg.trainer.precision = (
+                recorded.get("trainer.precision") or choose_precision(AUTO, cfg.trainer.accelerator)[0]
+            )
     return cfg
 
 
@@ -55,7 +56,9 @@ def load_checkpoint(path: Path) -> dict:
         raise RunError(f"checkpoint {path} is unreadable ({type(err).__name__}: {first})") from err
 
 
-def load_model(run_dir: Path, cfg: DictConfig, test_set_names: list[str], path: Path | None = None) -> Classifier:
+def load_model(
+    run_dir: Path, cfg: DictConfig, test_set_names: list[str], path: Path | None = None
+) -> Classifier:
     """The run's classifier with the weights of `path` (default: `checkpoint_path`), in eval mode."""
     model = build_classifier(cfg, build_backbone(cfg, read_run(run_dir).arch or "?"), test_set_names)
     checkpoint = load_checkpoint(path or checkpoint_path(run_dir, cfg))

@@ -41,12 +41,28 @@ NOT_RUNS = {HYDRA_DIR, "wandb", CHECKPOINT_DIR, "csv", "audit", "__pycache__", "
 
 # The config sections that decide a run's results (`debug` is a group: its effect shows in data/trainer,
 # and its choice is added below so a smoke run never matches a full one).
-FINGERPRINTED = ("seed", "data", "arch", "aug", "shift", "trainer", "optimizer", "scheduler", "eval", "qc",
-                 "callbacks")
+FINGERPRINTED = (
+    "seed",
+    "data",
+    "arch",
+    "aug",
+    "shift",
+    "trainer",
+    "optimizer",
+    "scheduler",
+    "eval",
+    "qc",
+    "callbacks",
+)
 # Keys inside those sections that change where or how verbosely a run works, not what it computes.
 NOT_FINGERPRINTED = {
-    "data.cache_dir", "data.num_workers", "data.root", "data.eval_batch_size",
-    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
+    "data.cache_dir",
+    "data.num_workers",
+    "data.root",
+    "data.eval_batch_size",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
 }
 
 
@@ -78,8 +94,11 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def fingerprint_keys(cfg: DictConfig, debug: str | None = None) -> dict[str, Any]:
     """The resolved values of every key that changes results, flattened to `section.key` names."""
-    chosen = {key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], DictConfig) else cfg[key]
-              for key in FINGERPRINTED if key in cfg}
+    chosen = {
+        key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], DictConfig) else cfg[key]
+        for key in FINGERPRINTED
+        if key in cfg
+    }
     keys = {k: v for k, v in flatten(chosen).items() if k not in NOT_FINGERPRINTED}
     keys["debug"] = debug
     return keys
@@ -141,14 +160,21 @@ def check_reuse(run_dir: Path, keys: dict[str, Any]) -> dict | None:
         return record
     if record and record.get("hydra_files"):
         restore_hydra_files(run_dir, record["hydra_files"])
-    raise RunMismatch(f"{run_dir} holds a {state} run that {reason}; nothing was changed. "
-                      "Rerun with force=true to replace it, or choose another folder (hydra.run.dir=... "
-                      "or hydra.sweep.dir=...)")
+    raise RunMismatch(
+        f"{run_dir} holds a {state} run that {reason}; nothing was changed. "
+        "Rerun with force=true to replace it, or choose another folder (hydra.run.dir=... "
+        "or hydra.sweep.dir=...)"
+    )
 
 
 def new_record(run_dir: Path, keys: dict[str, Any], identity: dict[str, Any], wandb_id: str | None) -> dict:
-    return {"fingerprint": digest(keys), "keys": keys, "identity": identity, "wandb_id": wandb_id,
-            "hydra_files": hydra_files(run_dir)}
+    return {
+        "fingerprint": digest(keys),
+        "keys": keys,
+        "identity": identity,
+        "wandb_id": wandb_id,
+        "hydra_files": hydra_files(run_dir),
+    }
 
 
 # -- metrics.json ------------------------------------------------------------------------------------------
@@ -263,7 +289,9 @@ def read_run(path: Path, metrics_file: str = METRICS_FILE) -> RunInfo:
     info.keys = record.get("keys") if isinstance(record.get("keys"), dict) else None
     aug = _mapping(config.get("aug"))
     info.arch = identity.get("arch") or arch_name(choices, _mapping(config.get("arch")).get("_target_"))
-    info.aug = identity.get("aug") or (aug_label(aug["name"], aug.get("magnitude", 1)) if aug.get("name") else None)
+    info.aug = identity.get("aug") or (
+        aug_label(aug["name"], aug.get("magnitude", 1)) if aug.get("name") else None
+    )
     seed = identity.get("seed", config.get("seed"))
     info.seed = int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
     info.data = choices.get("data")
@@ -274,7 +302,10 @@ def read_run(path: Path, metrics_file: str = METRICS_FILE) -> RunInfo:
             metrics = read_metrics(path, metrics_file)
             if metrics_file != METRICS_FILE:  # the run's identity and training facts, then the other results
                 trained = _mapping(read_json(path / METRICS_FILE))
-                metrics = {**{k: v for k, v in trained.items() if not k.startswith("test/")}, **_mapping(metrics)}
+                metrics = {
+                    **{k: v for k, v in trained.items() if not k.startswith("test/")},
+                    **_mapping(metrics),
+                }
             if not isinstance(metrics, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as err:

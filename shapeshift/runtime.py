@@ -67,7 +67,10 @@ def choose_precision(precision: str, accelerator: str) -> tuple[str, str]:
     native = sorted(set(BF16_CPU_FLAGS) & cpu_flags())
     if native:
         return "bf16-mixed", f"the CPU computes bf16 natively ({', '.join(native)})"
-    return "32-true", "the CPU has no native bf16 (no amx_bf16 or avx512_bf16): bf16 would be emulated, slower"
+    return (
+        "32-true",
+        "the CPU has no native bf16 (no amx_bf16 or avx512_bf16): bf16 would be emulated, slower",
+    )
 
 
 def reset_peak_memory() -> None:

@@ -33,7 +33,7 @@ def balanced(labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def gradcam(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(maps in [0, 1] at the images' size, predicted classes) for uint8 NHWC images, on the model's device."""
+    """(maps in [0, 1] at the images' size, predicted classes) of uint8 NHWC images, on the model's device."""
     backbone = model.backbone.eval()
     x = model_input(images).to(next(backbone.parameters()).device)
     with GradCAM(backbone, input_shape=tuple(x.shape[1:])) as extractor:
@@ -41,7 +41,9 @@ def gradcam(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores = backbone(x)
         predicted = scores.argmax(1)
         (maps,) = extractor(predicted.tolist(), scores)
-    maps = F.interpolate(maps[:, None].float(), size=images.shape[1:3], mode="bilinear", align_corners=False)[:, 0]
+    maps = F.interpolate(maps[:, None].float(), size=images.shape[1:3], mode="bilinear", align_corners=False)[
+        :, 0
+    ]
     return maps.clamp(0, 1).detach().cpu().numpy(), predicted.cpu().numpy()
 
 
@@ -52,14 +54,25 @@ def draw_grid(path: Path, rows: list[dict], class_names: tuple[str, ...], title:
     for ax in axes.flat:
         ax.axis("off")
     for r, row in enumerate(rows):
-        for c, (img, cam, y, p) in enumerate(zip(row["images"], row["maps"], row["labels"], row["predicted"],
-                                                 strict=True)):
+        for c, (img, cam, y, p) in enumerate(
+            zip(row["images"], row["maps"], row["labels"], row["predicted"], strict=True)
+        ):
             ax = axes[r, c]
             ax.imshow(img.squeeze(), cmap="gray", vmin=0, vmax=255)
             ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            ax.set_title(f"{class_names[y]} -> {class_names[p]}", fontsize=7, color="black" if y == p else "crimson")
-        axes[r, 0].text(-0.08, 0.5, row["set"], transform=axes[r, 0].transAxes, rotation=90, ha="right",
-                        va="center", fontsize=8)
+            ax.set_title(
+                f"{class_names[y]} -> {class_names[p]}", fontsize=7, color="black" if y == p else "crimson"
+            )
+        axes[r, 0].text(
+            -0.08,
+            0.5,
+            row["set"],
+            transform=axes[r, 0].transAxes,
+            rotation=90,
+            ha="right",
+            va="center",
+            fontsize=8,
+        )
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -77,6 +90,13 @@ def explain_sets(model, datamodule, sets: list[str], n: int, accelerator: str = 
         images, labels = datamodule.arrays(name)
         pick = balanced(labels, n)
         maps, predicted = gradcam(model, images[pick])
-        rows.append({"set": name, "images": images[pick], "labels": labels[pick], "maps": maps,
-                     "predicted": predicted})
+        rows.append(
+            {
+                "set": name,
+                "images": images[pick],
+                "labels": labels[pick],
+                "maps": maps,
+                "predicted": predicted,
+            }
+        )
     return rows

@@ -67,8 +67,12 @@ def run_identity(cfg: DictConfig) -> dict:
         if hc.mode == RunMode.MULTIRUN:
             sweep = Path(hc.sweep.dir)
             group = f"{sweep.parent.name}_{sweep.name}"
-    return {"arch": arch_name(choices, cfg.arch._target_), "aug": aug_label(cfg.aug.name, cfg.aug.magnitude),
-            "seed": int(cfg.seed), "group": group}
+    return {
+        "arch": arch_name(choices, cfg.arch._target_),
+        "aug": aug_label(cfg.aug.name, cfg.aug.magnitude),
+        "seed": int(cfg.seed),
+        "group": group,
+    }
 
 
 def torch_threads(cfg: DictConfig) -> int | None:
@@ -97,9 +101,14 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     resolve_hardware_choices(cfg)  # before fingerprinting: a run is tied to what it computed
     lead = is_lead()  # under DDP every rank runs this; only rank 0 writes the folder, logs and evaluates
     uses_wandb = str(OmegaConf.select(cfg, "logger._target_", default="")).endswith("WandbLogger")
-    folder = RunFolder.claim(Path(cfg.output_dir), fingerprint_keys(cfg, debug_choice()),
-                             {k: ident[k] for k in ("arch", "aug", "seed")}, force=cfg.force, wandb=uses_wandb,
-                             lead=lead)
+    folder = RunFolder.claim(
+        Path(cfg.output_dir),
+        fingerprint_keys(cfg, debug_choice()),
+        {k: ident[k] for k in ("arch", "aug", "seed")},
+        force=cfg.force,
+        wandb=uses_wandb,
+        lead=lead,
+    )
     if folder.finished is not None:
         return folder.finished
     if threads := torch_threads(cfg):
@@ -110,10 +119,17 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     datamodule = build_datamodule(cfg)
     model = build_classifier(cfg, build_backbone(cfg, ident["arch"]), datamodule.test_set_names)
     logger = experiment_logger(cfg, ident, folder.wandb_id) if lead else None
-    trainer = instantiate(cfg.trainer, logger=logger if logger is not None else False,
-                          callbacks=[*checkpoint_callbacks(folder.checkpoints, cfg.eval.checkpoint),
-                                     *quality_control(cfg, out), *configured_callbacks(cfg), *(callbacks or [])],
-                          default_root_dir=str(out))
+    trainer = instantiate(
+        cfg.trainer,
+        logger=logger if logger is not None else False,
+        callbacks=[
+            *checkpoint_callbacks(folder.checkpoints, cfg.eval.checkpoint),
+            *quality_control(cfg, out),
+            *configured_callbacks(cfg),
+            *(callbacks or []),
+        ],
+        default_root_dir=str(out),
+    )
     resume = folder.resume_from
     try:
         t0 = time.perf_counter()
@@ -134,20 +150,31 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         metrics = test_metrics(tester, model, datamodule, str(evaluated))
         t_test = time.perf_counter()
         loaded = model.loaded_checkpoint
-        metrics.update({
-            "arch": ident["arch"], "aug": ident["aug"], "seed": ident["seed"],
-            # From the newest checkpoint: under ddp_spawn this process's trainer never ran an epoch.
-            "epochs": checkpoint_epoch(checkpoint_file(out, "last")) + 1, "torch_threads": torch.get_num_threads(),
-            "precision": cfg.trainer.precision, "deterministic": cfg.trainer.deterministic,
-            "accelerator": tester.strategy.root_device.type, "devices": trainer.world_size,
-            "time/data_s": t_data - t0, "time/fit_s": t_fit - t_data, "time/test_s": t_test - t_fit,
-            "memory/peak_mib": peak_memory_mib(),  # this job's peak resident memory, whole process
-            "memory/gpu_peak_mib": gpu_peak_memory_mib(tester.strategy.root_device),
-            "checkpoint": str(evaluated.relative_to(out)), "eval/checkpoint": cfg.eval.checkpoint,
-            "eval/epoch": loaded["epoch"], "eval/step": loaded["step"],
-            **{k: v for k, v in loaded.items() if k.startswith("val/")},
-            "wandb/run_id": folder.wandb_id if logger is not None and uses_wandb else None,
-        })
+        metrics.update(
+            {
+                "arch": ident["arch"],
+                "aug": ident["aug"],
+                "seed": ident["seed"],
+                # From the newest checkpoint: under ddp_spawn this process's trainer never ran an epoch.
+                "epochs": checkpoint_epoch(checkpoint_file(out, "last")) + 1,
+                "torch_threads": torch.get_num_threads(),
+                "precision": cfg.trainer.precision,
+                "deterministic": cfg.trainer.deterministic,
+                "accelerator": tester.strategy.root_device.type,
+                "devices": trainer.world_size,
+                "time/data_s": t_data - t0,
+                "time/fit_s": t_fit - t_data,
+                "time/test_s": t_test - t_fit,
+                "memory/peak_mib": peak_memory_mib(),  # this job's peak resident memory, whole process
+                "memory/gpu_peak_mib": gpu_peak_memory_mib(tester.strategy.root_device),
+                "checkpoint": str(evaluated.relative_to(out)),
+                "eval/checkpoint": cfg.eval.checkpoint,
+                "eval/epoch": loaded["epoch"],
+                "eval/step": loaded["step"],
+                **{k: v for k, v in loaded.items() if k.startswith("val/")},
+                "wandb/run_id": folder.wandb_id if logger is not None and uses_wandb else None,
+            }
+        )
         metrics = tidy({**metrics, "fingerprint": folder.fingerprint})
         numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
         if isinstance(logger, WandbLogger):  # the result once, as summary values, not a one-point history
@@ -163,9 +190,14 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
 def experiment_logger(cfg: DictConfig, ident: dict, wandb_id: str | None):
     """The configured logger, its run named and grouped by the run's identity (W&B: continuing `wandb_id`)."""
     cell = f"{ident['arch']}-{ident['aug']}"
-    return build_logger(cfg, f"{cell}-s{ident['seed']}", ident["group"], [f"arch:{ident['arch']}", f"aug:{ident['aug']}"],
-                        run_id=wandb_id, choices={"arch": ident["arch"], "aug": ident["aug"], "cell": cell,
-                                                  "seed": ident["seed"]})
+    return build_logger(
+        cfg,
+        f"{cell}-s{ident['seed']}",
+        ident["group"],
+        [f"arch:{ident['arch']}", f"aug:{ident['aug']}"],
+        run_id=wandb_id,
+        choices={"arch": ident["arch"], "aug": ident["aug"], "cell": cell, "seed": ident["seed"]},
+    )
 
 
 def checkpoint_callbacks(ckpt_dir: Path, evaluated: str) -> list[ModelCheckpoint]:
@@ -179,14 +211,23 @@ def checkpoint_callbacks(ckpt_dir: Path, evaluated: str) -> list[ModelCheckpoint
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
     if evaluated != "best":
         return [last]
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1,
-                           save_weights_only=True, enable_version_counter=False)
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor="val/loss",
+        mode="min",
+        save_top_k=1,
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
     return [last, best]
 
 
 def configured_callbacks(cfg: DictConfig) -> list[Callback]:
     """The callbacks chosen in the `callbacks` group (early stopping, LR monitor, rich progress, ...)."""
-    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node]
+    return [
+        instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node
+    ]
 
 
 def debug_choice() -> str | None:
@@ -202,9 +243,11 @@ def resolve_hardware_choices(cfg: DictConfig) -> None:
         trainer.precision, trainer.deterministic = precision, deterministic
     log.info("precision %s: %s; deterministic %s: %s", precision, why, deterministic, why_det)
     if trainer.accelerator == "auto" and os.environ.get("CUDA_VISIBLE_DEVICES") == "":
-        log.warning("CUDA_VISIBLE_DEVICES is empty: no GPU is visible to this job, so it trains on the CPU "
-                    "(submitit_local hides the GPUs unless hydra.launcher.gpus_per_node is set; "
-                    "hydra/launcher=local_gpu sets it)")
+        log.warning(
+            "CUDA_VISIBLE_DEVICES is empty: no GPU is visible to this job, so it trains on the CPU "
+            "(submitit_local hides the GPUs unless hydra.launcher.gpus_per_node is set; "
+            "hydra/launcher=local_gpu sets it)"
+        )
 
 
 def _summary(metrics: dict, out: Path) -> str:

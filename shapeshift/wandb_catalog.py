@@ -12,8 +12,9 @@ PER_SEVERITY = ("acc", "ece", "coverage", "accepted_acc")  # plus each detector'
 
 
 def _curve_metrics(metrics: dict) -> list[str]:
-    return list(PER_SEVERITY) + sorted({m["metric"] for k in metrics if (m := SEVERITY_KEY.match(k))
-                                        and m["metric"].startswith("auroc/")})
+    return list(PER_SEVERITY) + sorted(
+        {m["metric"] for k in metrics if (m := SEVERITY_KEY.match(k)) and m["metric"].startswith("auroc/")}
+    )
 
 
 def log_severity(run, metrics: dict) -> None:
@@ -42,12 +43,20 @@ def results_table(metrics: dict, set_names: list[str]):
     rows = []
     for name in set_names:
         family, _, sev = name.partition("/s")
-        rows.append([name, family if sev else name, int(sev) if sev else 0,
-                     *(metrics.get(f"test/{name}/{m}") for m in names)])
+        rows.append(
+            [
+                name,
+                family if sev else name,
+                int(sev) if sev else 0,
+                *(metrics.get(f"test/{name}/{m}") for m in names),
+            ]
+        )
     return wandb.Table(columns=["set", "family", "severity", *names], data=rows)
 
 
-def confidently_wrong(predicted: np.ndarray, confidence: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+def confidently_wrong(
+    predicted: np.ndarray, confidence: np.ndarray, labels: np.ndarray, n: int
+) -> np.ndarray:
     """The `n` wrong predictions made with the highest confidence; then the least confident right ones."""
     wrong = np.flatnonzero(predicted != labels)
     right = np.flatnonzero(predicted == labels)
@@ -70,7 +79,9 @@ def log_catalog(run, metrics: dict, datamodule, model, examples: int = 4) -> Non
         p, c = predicted[start : start + len(labels)], confidence[start : start + len(labels)]
         start += len(labels)
         media[f"examples/{name}"] = [
-            wandb.Image(images[i], caption=f"true {classes[labels[i]]}, predicted {classes[p[i]]} ({c[i]:.3f})")
+            wandb.Image(
+                images[i], caption=f"true {classes[labels[i]]}, predicted {classes[p[i]]} ({c[i]:.3f})"
+            )
             for i in confidently_wrong(p, c, labels, examples)
         ]
     run.log(media)

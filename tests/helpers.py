@@ -62,14 +62,21 @@ def save_job_config(cfg: DictConfig, run_dir: Path) -> None:
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
 
 
-def run_cli(module: str, args: list[str], cache_dir: Path | None = None, timeout: int = 600,
-            **env: str) -> subprocess.CompletedProcess:
-    """`python -m shapeshift.<module> <args>` from the repository root, W&B disabled (~5 s of imports each)."""
+def run_cli(
+    module: str, args: list[str], cache_dir: Path | None = None, timeout: int = 600, **env: str
+) -> subprocess.CompletedProcess:
+    """`python -m shapeshift.<module> <args>` from the repository root, W&B disabled (~5 s of imports)."""
     environ = {**os.environ, "WANDB_MODE": "disabled", **env}
     if cache_dir is not None:
         environ["SHAPESHIFT_CACHE"] = str(cache_dir)
-    return subprocess.run([sys.executable, "-m", f"shapeshift.{module}", *args], cwd=ROOT, env=environ,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", f"shapeshift.{module}", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_metrics_consistent(metrics: dict, set_sizes: dict[str, int] | None = None) -> None:
@@ -86,11 +93,16 @@ def assert_metrics_consistent(metrics: dict, set_sizes: dict[str, int] | None = 
     for (family, metric), values in per_family.items():
         # Every severity has an accuracy; accepted_acc is null where the gate accepted nothing.
         assert len(values) == 5 or metric == "accepted_acc", (family, metric)
-        assert metrics[f"test/{family}/{metric}"] == pytest.approx(sum(values) / len(values), abs=2e-6), (family, metric)
+        assert metrics[f"test/{family}/{metric}"] == pytest.approx(sum(values) / len(values), abs=2e-6), (
+            family,
+            metric,
+        )
         every.setdefault(metric, []).extend(values)
     for metric, values in every.items():
         assert metrics[f"test/ood/{metric}"] == pytest.approx(sum(values) / len(values), abs=2e-6), metric
-    assert metrics["test/ood_iid_ratio"] == pytest.approx(metrics["test/ood/acc"] / metrics["test/iid/acc"], abs=1e-5)
+    assert metrics["test/ood_iid_ratio"] == pytest.approx(
+        metrics["test/ood/acc"] / metrics["test/iid/acc"], abs=1e-5
+    )
     for name, n in (set_sizes or {}).items():
         correct = metrics[f"test/{name}/acc"] * n
         assert correct == pytest.approx(round(correct), abs=1e-3), (name, metrics[f"test/{name}/acc"], n)
@@ -129,7 +141,9 @@ def sweep_jobs(command_line: list[str]) -> list[list[str]]:
 
     parser = OverridesParser.create()
     # A multirun composes its sweep config without the command line's sweeps (they go to the sweeper).
-    cfg = compose_train([o.input_line for o in parser.parse_overrides(command_line) if not o.is_sweep_override()])
+    cfg = compose_train(
+        [o.input_line for o in parser.parse_overrides(command_line) if not o.is_sweep_override()]
+    )
     assert cfg.hydra.sweeper._target_ == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
     params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()] + command_line
     overrides = parser.parse_overrides(params)

@@ -30,8 +30,14 @@ def test_arch_forward_backward_and_one_training_step(arch, cfg_factory):
     model = Classifier(build_backbone(cfg, arch), cfg.data.num_classes, instantiate(cfg.optimizer))
     before = [p.detach().clone() for p in model.parameters()]
     data = TensorDataset(torch.randn(8, 3, 64, 64), torch.tensor([0, 1] * 4))
-    trainer = L.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, DataLoader(data, batch_size=8))
     assert trainer.global_step == 1
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

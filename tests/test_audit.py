@@ -24,7 +24,9 @@ def test_audit_a_folder_of_mixed_files(trained_run, tmp_path):
     jpeg = (folder / "scan.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     (folder / "notes.txt").write_text("not an image")
-    Image.fromarray(np.dstack([images[5], np.full((64, 64), 200, np.uint8)]), "RGBA").save(folder / "alpha.png")
+    Image.fromarray(np.dstack([images[5], np.full((64, 64), 200, np.uint8)]), "RGBA").save(
+        folder / "alpha.png"
+    )
     Image.fromarray(images[0][..., 0]).save(folder / "grey.png")
     for name in ("china.jpg", "flower.jpg"):  # photos with no star or moon in them
         Image.fromarray(load_sample_image(name)).save(folder / name)
@@ -33,8 +35,17 @@ def test_audit_a_folder_of_mixed_files(trained_run, tmp_path):
     result = audit(str(trained_run), str(folder))
     assert sorted(p.name for p in folder.iterdir()) == before  # nothing written into the image folder
     rows = list(csv.DictReader((result["out"] / "audit.csv").read_text().splitlines()))
-    assert [r["file"] for r in rows] == ["alpha.png", "china.jpg", "flower.jpg", "good_0.png", "good_1.png",
-                                         "good_2.png", "good_3.png", "grey.png", "scan.jpg"]
+    assert [r["file"] for r in rows] == [
+        "alpha.png",
+        "china.jpg",
+        "flower.jpg",
+        "good_0.png",
+        "good_1.png",
+        "good_2.png",
+        "good_3.png",
+        "grey.png",
+        "scan.jpg",
+    ]
     score = f"score_{result['gate']}"
     for r in rows:
         assert r["predicted_class"] in ("star", "moon") and 0.5 <= float(r["confidence"]) <= 1.0
@@ -58,8 +69,11 @@ def test_a_sweep_is_ranked_on_a_labelled_sample(trained_run, tmp_path, cache_dir
 
     sweep = tmp_path / "sweep"
     shutil.copytree(trained_run, sweep / "0_arch=cnn")
-    cfg = make_cfg(["debug=smoke", "logger=none", "arch=maxpool", "trainer.max_epochs=1"], sweep / "1_arch=maxpool",
-                   cache_dir)
+    cfg = make_cfg(
+        ["debug=smoke", "logger=none", "arch=maxpool", "trainer.max_epochs=1"],
+        sweep / "1_arch=maxpool",
+        cache_dir,
+    )
     train(cfg)
     save_job_config(cfg, sweep / "1_arch=maxpool")
     sample = tmp_path / "sample"
@@ -84,7 +98,9 @@ def test_a_sweep_is_ranked_on_a_labelled_sample(trained_run, tmp_path, cache_dir
     unlabelled = tmp_path / "unlabelled"
     shutil.copytree(sample / "star", unlabelled)
     result = rank_sweep(str(sweep), str(unlabelled), out=str(tmp_path / "rank2"))
-    assert not result["labelled"] and "ranked by the share each model's gate flags" in result["md"].read_text()
+    assert (
+        not result["labelled"] and "ranked by the share each model's gate flags" in result["md"].read_text()
+    )
 
 
 def test_wilson_interval_known_values():
@@ -95,7 +111,16 @@ def test_wilson_interval_known_values():
 
 
 def test_audit_warns_when_far_more_images_are_flagged_than_iid():
-    result = {"out": "x", "n": 10, "skipped": [], "flagged": 0.6, "threshold": 0.9, "iid_flagged": 0.05, "gate": "msp",
-              "keep": 0.95, "classes": {"star": 5, "moon": 5}}
+    result = {
+        "out": "x",
+        "n": 10,
+        "skipped": [],
+        "flagged": 0.6,
+        "threshold": 0.9,
+        "iid_flagged": 0.05,
+        "gate": "msp",
+        "keep": 0.95,
+        "classes": {"star": 5, "moon": 5},
+    }
     assert "WARNING" in summary(result)
     assert "WARNING" not in summary({**result, "flagged": 0.06})

@@ -41,8 +41,11 @@ def test_coverage_is_the_renderers_mask():
     assert shape_coverage(np.full((16, 16, 3), 200, np.uint8)) is None  # no shape: nothing to swap
 
 
-@pytest.mark.parametrize("op", [RandomPatternBackground(contrast=(0.4, 0.8), p=1.0),
-                                RandomPhotoBackground(alpha=(0.6, 1.0), p=1.0)], ids=["pattern", "photo"])
+@pytest.mark.parametrize(
+    "op",
+    [RandomPatternBackground(contrast=(0.4, 0.8), p=1.0), RandomPhotoBackground(alpha=(0.6, 1.0), p=1.0)],
+    ids=["pattern", "photo"],
+)
 def test_shape_pixels_kept_and_background_replaced(op):
     _, images, masks = shapes()
     pipeline = A.Compose([op], seed=0)
@@ -145,7 +148,9 @@ def test_no_evaluation_photo_from_a_users_folder(cfg_factory, monkeypatch, tmp_p
 
     read = []
     real_imread = cv2.imread
-    monkeypatch.setattr(backgrounds.cv2, "imread", lambda path, *a: read.append(path) or real_imread(path, *a))
+    monkeypatch.setattr(
+        backgrounds.cv2, "imread", lambda path, *a: read.append(path) or real_imread(path, *a)
+    )
     monkeypatch.setattr(backgrounds, "_shipped", lambda name: pytest.fail(f"shipped photo {name} loaded"))
     _, images, _ = shapes(16, 32)
     for seed in range(3):
@@ -165,9 +170,15 @@ def test_strong_trains_through_the_datamodule(cfg_factory, tmp_path):
 
     from shapeshift.data.datamodule import ShapesDataModule
 
-    dm = ShapesDataModule(image_size=32, n_train_per_class=16, n_val_per_class=4, n_test_per_class=4,
-                          batch_size=8, cache_dir=str(tmp_path),
-                          train_transform=strong_pipeline(cfg_factory, 0, "data.image_size=32"))
+    dm = ShapesDataModule(
+        image_size=32,
+        n_train_per_class=16,
+        n_val_per_class=4,
+        n_test_per_class=4,
+        batch_size=8,
+        cache_dir=str(tmp_path),
+        train_transform=strong_pipeline(cfg_factory, 0, "data.image_size=32"),
+    )
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (8, 3, 32, 32) and x.dtype == torch.uint8 and y.shape == (8,)

@@ -1,4 +1,4 @@
-"""The cascade of 2x2 averages computes exactly Zhang's blur pooling, and the network keeps the package's state."""
+"""2x2 averages in cascade compute exactly Zhang's blur pooling; the network keeps the package's state."""
 
 import antialiased_cnns
 import pytest
@@ -14,7 +14,9 @@ from shapeshift.models.resnet import antialiased_resnet18
 def test_cascade_equals_the_package_blur_pool_forward_and_backward(filt_size, pad_type):
     torch.manual_seed(filt_size)
     reference = BlurPool(6, pad_type=pad_type, filt_size=filt_size, stride=2)
-    cascade = use_cascade_blur(torch.nn.Sequential(BlurPool(6, pad_type=pad_type, filt_size=filt_size, stride=2)))[0]
+    cascade = use_cascade_blur(
+        torch.nn.Sequential(BlurPool(6, pad_type=pad_type, filt_size=filt_size, stride=2))
+    )[0]
     assert isinstance(cascade, CascadeBlurPool)
     x = torch.randn(3, 6, 17, 16, dtype=torch.float64)  # odd and even sides
     x_ref, x_new = x.clone().requires_grad_(), x.clone().requires_grad_()

@@ -1,5 +1,6 @@
 """Which weights a run evaluates, and where a killed run resumes, on a run whose validation accuracy
-saturates in its first epoch: the case where "best accuracy" and a lazily written last.ckpt both mean epoch 0."""
+saturates in its first epoch: the case where "best accuracy" and a lazily written last.ckpt both mean
+epoch 0."""
 
 import pytest
 import torch
@@ -9,8 +10,15 @@ from shapeshift.train import train
 from tests.helpers import KillAtEpoch, without_measurements
 
 # 13 steps per epoch; the strided CNN reaches val/acc 1.000 within its first epoch here.
-SATURATING = ["debug=smoke", "logger=none", "arch=cnn", "data.image_size=32", "data.n_train_per_class=200",
-              "data.batch_size=32", "trainer.max_epochs=4"]
+SATURATING = [
+    "debug=smoke",
+    "logger=none",
+    "arch=cnn",
+    "data.image_size=32",
+    "data.n_train_per_class=200",
+    "data.batch_size=32",
+    "trainer.max_epochs=4",
+]
 STEPS_PER_EPOCH = 13
 
 
@@ -40,16 +48,25 @@ def test_the_final_epoch_is_evaluated_and_a_killed_run_resumes_from_its_newest_e
     assert seen.trained == [0, 1, 2, 3]
     assert stored(tmp_path / "whole" / "checkpoints" / "last.ckpt") == (3, 4 * STEPS_PER_EPOCH)
     assert not (tmp_path / "whole" / "checkpoints" / "best.ckpt").exists()  # only written when evaluated
-    assert (whole["eval/checkpoint"], whole["eval/epoch"], whole["eval/step"]) == ("last", 3, 4 * STEPS_PER_EPOCH)
+    assert (whole["eval/checkpoint"], whole["eval/epoch"], whole["eval/step"]) == (
+        "last",
+        3,
+        4 * STEPS_PER_EPOCH,
+    )
     assert whole["checkpoint"] == "checkpoints/last.ckpt" and whole["epochs"] == 4
-    assert whole["val/loss"] == pytest.approx(seen.val[3][1], abs=1e-6)  # the evaluated epoch's own validation
+    assert whole["val/loss"] == pytest.approx(
+        seen.val[3][1], abs=1e-6
+    )  # the evaluated epoch's own validation
 
     run_dir = tmp_path / "killed"
     first = Record()
     with pytest.raises(RuntimeError, match="killed"):
         train(cfg_factory(*SATURATING, output_dir=run_dir), callbacks=[first, KillAtEpoch(2)])
     assert first.trained == [0, 1, 2]
-    assert stored(run_dir / "checkpoints" / "last.ckpt") == (1, 2 * STEPS_PER_EPOCH)  # the newest epoch, not 0
+    assert stored(run_dir / "checkpoints" / "last.ckpt") == (
+        1,
+        2 * STEPS_PER_EPOCH,
+    )  # the newest epoch, not 0
     assert not (run_dir / "metrics.json").exists()
 
     second = Record()
@@ -62,8 +79,16 @@ def test_the_final_epoch_is_evaluated_and_a_killed_run_resumes_from_its_newest_e
 @pytest.mark.parametrize("lr, case", [(3e-3, "best before last"), (1e-2, "tied")])
 def test_best_is_the_epoch_of_lowest_validation_loss(lr, case, cfg_factory, tmp_path):
     seen = Record()
-    metrics = train(cfg_factory(*SATURATING, "eval.checkpoint=best", "data.n_val_per_class=50", f"optimizer.lr={lr}",
-                                output_dir=tmp_path / "run"), callbacks=[seen])
+    metrics = train(
+        cfg_factory(
+            *SATURATING,
+            "eval.checkpoint=best",
+            "data.n_val_per_class=50",
+            f"optimizer.lr={lr}",
+            output_dir=tmp_path / "run",
+        ),
+        callbacks=[seen],
+    )
     losses = [seen.val[e][1] for e in sorted(seen.val)]
     expected = losses.index(min(losses))  # a tie keeps the earlier epoch
     assert all(acc == 1.0 for acc, _ in seen.val.values())  # accuracy ties in every epoch; the loss decides

@@ -13,7 +13,9 @@ def run(args: list[str], cache_dir: Path, **env) -> subprocess.CompletedProcess:
 
 
 def run_sweep(archs: str, sweep: Path, cache_dir: Path) -> list[Path]:
-    proc = run(["-m", f"arch={archs}", "aug=none,basic", "debug=smoke", f"hydra.sweep.dir={sweep}"], cache_dir)
+    proc = run(
+        ["-m", f"arch={archs}", "aug=none,basic", "debug=smoke", f"hydra.sweep.dir={sweep}"], cache_dir
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(runs) == 2 * len(archs.split(","))
@@ -32,7 +34,10 @@ def test_the_users_multirun_command(tmp_path, cache_dir):
     sweep = tmp_path / "sweep"
     runs = run_sweep("cnn", sweep, cache_dir)
     # `debug=smoke` is part of every job's name: a full sweep never lands in a smoke run's folder.
-    assert [p.name for p in runs][:2] == ["0_arch=cnn,aug=none,debug=smoke", "1_arch=cnn,aug=basic,debug=smoke"]
+    assert [p.name for p in runs][:2] == [
+        "0_arch=cnn,aug=none,debug=smoke",
+        "1_arch=cnn,aug=basic,debug=smoke",
+    ]
     for run_dir in runs:
         assert (run_dir / "metrics.json").is_file(), run_dir
         assert (run_dir / ".hydra" / "config.yaml").is_file()
@@ -44,7 +49,9 @@ def test_the_users_multirun_command(tmp_path, cache_dir):
     # Another config into a finished job's folder: refused in one line, the folder left byte for byte.
     job = runs[0]
     before = {p: p.read_bytes() for p in sorted(job.rglob("*")) if p.is_file()}
-    proc = run(["arch=cnn", "aug=basic", "debug=smoke", f"hydra.run.dir='{job}'"], cache_dir)  # quoted: a comma
+    proc = run(
+        ["arch=cnn", "aug=basic", "debug=smoke", f"hydra.run.dir='{job}'"], cache_dir
+    )  # quoted: a comma
     assert proc.returncode == 2
     err = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(err) == 1 and "finished run that was made with another config (differs in aug.name" in err[0]
@@ -55,7 +62,9 @@ def test_the_users_multirun_command(tmp_path, cache_dir):
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode != 0
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line]
+    lines = [
+        line for line in proc.stderr.strip().splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line
+    ]
     return "\n".join(lines)
 
 
@@ -65,7 +74,9 @@ def test_bad_arch_names_the_valid_choices(tmp_path, cache_dir):
 
 
 def test_too_small_image_fails_at_start_in_one_line(tmp_path, cache_dir):
-    proc = run(["arch=resnet18_aa", "data.image_size=32", "debug=smoke", f"hydra.run.dir={tmp_path}"], cache_dir)
+    proc = run(
+        ["arch=resnet18_aa", "data.image_size=32", "debug=smoke", f"hydra.run.dir={tmp_path}"], cache_dir
+    )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if "config error" in line]
     assert len(lines) == 1 and "at least 36 px" in lines[0]
@@ -88,7 +99,8 @@ def test_unwritable_output_dir_is_one_line(tmp_path, cache_dir):
     proc = run([f"hydra.run.dir={blocker}/run", "debug=smoke"], cache_dir)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        f"shapeshift: cannot write to hydra.run.dir '{blocker}/run': Not a directory"]
+        f"shapeshift: cannot write to hydra.run.dir '{blocker}/run': Not a directory"
+    ]
 
 
 def test_help_is_short_and_has_examples(tmp_path, cache_dir):

@@ -76,19 +76,35 @@ def test_negative_aug_magnitude_is_refused(cfg_factory):
         validate(cfg_factory("aug=basic", "aug.magnitude=-1"))
 
 
-@pytest.mark.parametrize(("override", "expected"), [
-    ("trainer.max_epoch=3", "unknown config key trainer.max_epoch; did you mean trainer.max_epochs?"),
-    ("data.imagesize=32", "unknown config key data.imagesize; did you mean data.image_size?"),
-    ("sed=1", "unknown config key sed; did you mean seed?"),
-    ("trainer.foo=1", "unknown config key trainer.foo; trainer has no such key"),
-])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainer.max_epoch=3", "unknown config key trainer.max_epoch; did you mean trainer.max_epochs?"),
+        ("data.imagesize=32", "unknown config key data.imagesize; did you mean data.image_size?"),
+        ("sed=1", "unknown config key sed; did you mean seed?"),
+        ("trainer.foo=1", "unknown config key trainer.foo; trainer has no such key"),
+    ],
+)
 def test_a_mistyped_key_gets_a_did_you_mean(override, expected):
     from shapeshift.config import misspelled
 
     assert misspelled(["arch=cnn", "debug=smoke", override], {"arch", "debug"}) == expected
     # Valid keys, group choices, additions and free-form nodes pass.
-    assert misspelled(["trainer.max_epochs=3", "arch.padding_mode=reflect", "optimizer.lr=0.1", "debug=smoke",
-                       "+trainer.foo=1", "--config-name=train", "hydra.run.dir=x"], {"debug"}) is None
+    assert (
+        misspelled(
+            [
+                "trainer.max_epochs=3",
+                "arch.padding_mode=reflect",
+                "optimizer.lr=0.1",
+                "debug=smoke",
+                "+trainer.foo=1",
+                "--config-name=train",
+                "hydra.run.dir=x",
+            ],
+            {"debug"},
+        )
+        is None
+    )
 
 
 def test_every_lightning_trainer_argument_is_accepted_and_typed(cfg_factory):
@@ -96,11 +112,20 @@ def test_every_lightning_trainer_argument_is_accepted_and_typed(cfg_factory):
 
     import lightning.pytorch as pl
 
-    cfg = cfg_factory("trainer.gradient_clip_algorithm=norm", "trainer.gradient_clip_val=0.5",
-                      "trainer.reload_dataloaders_every_n_epochs=2", "trainer.min_steps=3")
+    cfg = cfg_factory(
+        "trainer.gradient_clip_algorithm=norm",
+        "trainer.gradient_clip_val=0.5",
+        "trainer.reload_dataloaders_every_n_epochs=2",
+        "trainer.min_steps=3",
+    )
     assert (cfg.trainer.gradient_clip_algorithm, cfg.trainer.min_steps) == ("norm", 3)
-    own = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks", "plugins",
-                                                                     "default_root_dir"}
+    own = set(inspect.signature(pl.Trainer.__init__).parameters) - {
+        "self",
+        "logger",
+        "callbacks",
+        "plugins",
+        "default_root_dir",
+    }
     assert own <= set(cfg.trainer.keys())
     with pytest.raises(Exception, match="max_epochs"):
         cfg_factory("trainer.max_epochs=many")
@@ -119,10 +144,24 @@ def test_callbacks_come_from_config(cfg_factory, tmp_path):
 
     # lr 1e-2 drives the validation loss to exactly 0.0 from the first epoch (tests/test_checkpoints.py):
     # it never improves again, so early stopping with patience 1 ends the run after two epochs.
-    metrics = train(cfg_factory("debug=smoke", "logger=none", "arch=cnn", "data.image_size=32",
-                                "data.n_train_per_class=200", "data.batch_size=32", "trainer.max_epochs=4",
-                                "optimizer.lr=0.01", "callbacks=[early_stopping]",
-                                "callbacks.early_stopping.patience=1", output_dir=tmp_path / "run"))
+    metrics = train(
+        cfg_factory(
+            "debug=smoke",
+            "logger=none",
+            "arch=cnn",
+            "data.image_size=32",
+            "data.n_train_per_class=200",
+            "data.batch_size=32",
+            "trainer.max_epochs=4",
+            "optimizer.lr=0.01",
+            "callbacks=[early_stopping]",
+            "callbacks.early_stopping.patience=1",
+            output_dir=tmp_path / "run",
+        )
+    )
     assert metrics["epochs"] == 2 and metrics["eval/epoch"] == 1
     assert set(cfg_factory("callbacks=[early_stopping,lr_monitor,rich_progress]").callbacks) == {
-        "early_stopping", "lr_monitor", "rich_progress"}
+        "early_stopping",
+        "lr_monitor",
+        "rich_progress",
+    }

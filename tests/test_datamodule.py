@@ -7,13 +7,24 @@ from shapeshift.data.augment import build_augmentation
 from shapeshift.data.datamodule import ShapesDataModule
 from shapeshift.data.render import OPPOSITE_QUADRANT, QUADRANTS, TRAIN_QUADRANTS
 
-POSITION = {"families": {"position": [{"position": {"fraction": f}} for f in (0.2, 0.4, 0.6, 0.8, 1.0)]},
-            "n_per_class": 10, "mix_n_per_class": 0}
+POSITION = {
+    "families": {"position": [{"position": {"fraction": f}} for f in (0.2, 0.4, 0.6, 0.8, 1.0)]},
+    "n_per_class": 10,
+    "mix_n_per_class": 0,
+}
 
 
 def make(cache_dir, **kw):
-    args = dict(image_size=32, n_train_per_class=40, n_val_per_class=10, n_test_per_class=20, batch_size=16,
-                eval_batch_size=64, cache_dir=str(cache_dir), shift=POSITION)
+    args = dict(
+        image_size=32,
+        n_train_per_class=40,
+        n_val_per_class=10,
+        n_test_per_class=20,
+        batch_size=16,
+        eval_batch_size=64,
+        cache_dir=str(cache_dir),
+        shift=POSITION,
+    )
     args.update(kw)
     return ShapesDataModule(**args)
 

@@ -1,6 +1,6 @@
-"""The commands that work on finished runs (evaluate, audit, explain) and the benchmarks use the GPU when there
-is one, as training does: `accelerator=auto`. No GPU needed: `torch.cuda.is_available` is replaced, and the
-model's move to the device is intercepted before anything runs on it."""
+"""The commands that work on finished runs (evaluate, audit, explain) and the benchmarks use the GPU when
+there is one, as training does: `accelerator=auto`. No GPU needed: `torch.cuda.is_available` is replaced,
+and the model's move to the device is intercepted before anything runs on it."""
 
 import pytest
 import torch
@@ -33,8 +33,9 @@ def test_schemas_default_to_auto(schema):
     assert schema.accelerator == "auto"
 
 
-@pytest.mark.parametrize(("name", "overrides"), [("evaluate", ["run=x"]), ("audit", ["run=x", "images=y"]),
-                                                 ("explain", ["run=x"])])
+@pytest.mark.parametrize(
+    ("name", "overrides"), [("evaluate", ["run=x"]), ("audit", ["run=x", "images=y"]), ("explain", ["run=x"])]
+)
 def test_command_configs_default_to_auto(name, overrides):
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -61,7 +62,11 @@ def test_evaluate_runs_on_the_gpu_when_there_is_one(has_gpu, monkeypatch, tmp_pa
     CUDA backward, so `True` would raise for antialiased-cnns)."""
     cfg = OmegaConf.create({"trainer": {"precision": "32-true"}, "shift": {"families": {}}})
     monkeypatch.setattr(shapeshift.evaluate, "load_run_config", lambda run_dir: cfg)
-    monkeypatch.setattr(shapeshift.evaluate, "build_datamodule", lambda cfg, augment: type("DM", (), {"test_set_names": ["iid"]}))
+    monkeypatch.setattr(
+        shapeshift.evaluate,
+        "build_datamodule",
+        lambda cfg, augment: type("DM", (), {"test_set_names": ["iid"]}),
+    )
     monkeypatch.setattr(shapeshift.evaluate, "load_model", lambda *args: None)
     monkeypatch.setattr(shapeshift.evaluate, "checkpoint_path", lambda *args: tmp_path / "last.ckpt")
     monkeypatch.setattr(shapeshift.evaluate, "quality_control", lambda *args: [])
@@ -73,7 +78,9 @@ def test_evaluate_runs_on_the_gpu_when_there_is_one(has_gpu, monkeypatch, tmp_pa
     assert seen["deterministic"] == ("warn" if has_gpu else True)
     seen.clear()
     with pytest.raises(Stop):
-        shapeshift.evaluate.evaluate_run(tmp_path, OmegaConf.create({"families": {}}), None, accelerator="cpu")
+        shapeshift.evaluate.evaluate_run(
+            tmp_path, OmegaConf.create({"families": {}}), None, accelerator="cpu"
+        )
     assert (seen["accelerator"], seen["deterministic"]) == ("cpu", True)
 
 
@@ -104,7 +111,9 @@ def test_audit_and_explain_move_the_model_to_the_chosen_device(has_gpu, accelera
 
 def test_bench_trainers_take_the_accelerator_option(has_gpu, monkeypatch):
     assert settings.accelerator == "auto"
-    cfg = OmegaConf.create({"trainer": {"precision": "32-true", "deterministic": True, "log_every_n_steps": 50}})
+    cfg = OmegaConf.create(
+        {"trainer": {"precision": "32-true", "deterministic": True, "log_every_n_steps": 50}}
+    )
     for accelerator in ("auto", "cpu"):
         monkeypatch.setattr(settings, "accelerator", accelerator)
         seen: dict = {}

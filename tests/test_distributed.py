@@ -25,8 +25,12 @@ def metrics(run_dir):
 
 def test_a_ddp_run_with_wandb_is_one_run_with_one_result(cache_dir, tmp_path):
     run_dir, wandb_dir = tmp_path / "ddp", tmp_path / "wb"
-    proc = run_cli("train", [*SMOKE, *DDP, "logger=wandb", f"logger.save_dir={wandb_dir}", f"hydra.run.dir={run_dir}"],
-                   cache_dir, WANDB_MODE="offline")
+    proc = run_cli(
+        "train",
+        [*SMOKE, *DDP, "logger=wandb", f"logger.save_dir={wandb_dir}", f"hydra.run.dir={run_dir}"],
+        cache_dir,
+        WANDB_MODE="offline",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = metrics(run_dir)
     assert (m["devices"], m["accelerator"], m["epochs"]) == (2, "cpu", 2)
@@ -40,8 +44,13 @@ def test_a_ddp_run_with_wandb_is_one_run_with_one_result(cache_dir, tmp_path):
 
     # Rank 0 evaluated on one device, every image once: the same weights tested afresh in this process
     # (one device, no process group) give the same numbers.
-    again = evaluate_run(run_dir, OmegaConf.create(OmegaConf.load(run_dir / ".hydra" / "config.yaml").shift), None,
-                         out="one_device.json", accelerator="cpu")
+    again = evaluate_run(
+        run_dir,
+        OmegaConf.create(OmegaConf.load(run_dir / ".hydra" / "config.yaml").shift),
+        None,
+        out="one_device.json",
+        accelerator="cpu",
+    )
     tested = {k: v for k, v in m.items() if k.startswith("test/")}
     assert tested and {k: again[k] for k in tested} == tested
 
@@ -51,8 +60,19 @@ def test_ddp_splits_the_batch_so_two_processes_train_as_one(cache_dir, tmp_path)
     steps as one process with all of it (no batch norm in this arch, fp32: the same weights)."""
     one, two = tmp_path / "one", tmp_path / "two"
     for devices, run_dir in ((1, one), (2, two)):
-        proc = run_cli("train", [*SMOKE, *DDP, f"trainer.devices={devices}", "logger=none", "qc.detectors=[msp]",
-                                 "qc.gate=msp", f"hydra.run.dir={run_dir}"], cache_dir)
+        proc = run_cli(
+            "train",
+            [
+                *SMOKE,
+                *DDP,
+                f"trainer.devices={devices}",
+                "logger=none",
+                "qc.detectors=[msp]",
+                "qc.gate=msp",
+                f"hydra.run.dir={run_dir}",
+            ],
+            cache_dir,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = metrics(one), metrics(two)
     assert a["eval/step"] == b["eval/step"] == 4  # 64 images, batch 32, 2 epochs
@@ -62,9 +82,22 @@ def test_ddp_splits_the_batch_so_two_processes_train_as_one(cache_dir, tmp_path)
 
 def test_a_multirun_of_ddp_jobs_gives_one_result_per_job(cache_dir, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("train", ["-m", "arch=cnn,maxpool", "debug=smoke", *DDP, "logger=none", "qc.detectors=[msp]",
-                             "qc.gate=msp", f"hydra.sweep.dir={sweep}", "hydra.run.dir=" + str(tmp_path / "stray")],
-                   cache_dir, timeout=300)
+    proc = run_cli(
+        "train",
+        [
+            "-m",
+            "arch=cnn,maxpool",
+            "debug=smoke",
+            *DDP,
+            "logger=none",
+            "qc.detectors=[msp]",
+            "qc.gate=msp",
+            f"hydra.sweep.dir={sweep}",
+            "hydra.run.dir=" + str(tmp_path / "stray"),
+        ],
+        cache_dir,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
     assert [j.split(",")[0] for j in jobs] == ["0_arch=cnn", "1_arch=maxpool"]
@@ -84,14 +117,40 @@ def test_a_slurm_job_with_two_tasks_trains_on_both_and_writes_once(cache_dir, tm
     """What `hydra/launcher=slurm hydra.launcher.tasks_per_node=2 trainer=ddp` gives each task: SLURM
     starts both processes with their SLURM_PROCID; Lightning joins them and rank 0 writes the run."""
     run_dir = tmp_path / "slurm"
-    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "shapeshift", "SLURM_NTASKS": "2",
-             "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1", "SLURM_NODEID": "0",
-             "SLURM_NODELIST": "127.0.0.1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    slurm = {
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "shapeshift",
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "2",
+        "SLURM_NNODES": "1",
+        "SLURM_NODEID": "0",
+        "SLURM_NODELIST": "127.0.0.1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
     env = {**os.environ, "WANDB_MODE": "disabled", "SHAPESHIFT_CACHE": str(cache_dir), **slurm}
-    args = [sys.executable, "-m", "shapeshift.train", *SMOKE, *DDP, "logger=none", "qc.detectors=[msp]",
-            "qc.gate=msp", f"hydra.run.dir={run_dir}"]
-    procs = [subprocess.Popen(args, cwd=ROOT, env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    args = [
+        sys.executable,
+        "-m",
+        "shapeshift.train",
+        *SMOKE,
+        *DDP,
+        "logger=none",
+        "qc.detectors=[msp]",
+        "qc.gate=msp",
+        f"hydra.run.dir={run_dir}",
+    ]
+    procs = [
+        subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env={**env, "SLURM_PROCID": str(r), "SLURM_LOCALID": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
@@ -105,8 +164,19 @@ def test_a_slurm_job_with_two_tasks_trains_on_both_and_writes_once(cache_dir, tm
 @pytest.mark.slow
 def test_ddp_spawn_records_the_epochs_it_trained(cache_dir, tmp_path):
     """`ddp_spawn` trains in child processes: this process's Trainer never runs an epoch itself."""
-    proc = run_cli("train", [*SMOKE, *DDP, "trainer.strategy=ddp_spawn", "logger=none", "qc.detectors=[msp]",
-                             "qc.gate=msp", f"hydra.run.dir={tmp_path}"], cache_dir)
+    proc = run_cli(
+        "train",
+        [
+            *SMOKE,
+            *DDP,
+            "trainer.strategy=ddp_spawn",
+            "logger=none",
+            "qc.detectors=[msp]",
+            "qc.gate=msp",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cache_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (metrics(tmp_path)["epochs"], metrics(tmp_path)["devices"]) == (2, 2)
 

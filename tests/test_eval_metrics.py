@@ -31,7 +31,9 @@ def run_test_loop(sets: dict, cut: float = math.nan) -> dict:
     bank = DetectorBank(["msp", "energy"], gate="msp")
     bank.cut = torch.tensor(cut, dtype=torch.float64)
     model.attach_qc(bank)
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.test(model, DataLoader(TensorDataset(x, y, s), batch_size=7), verbose=False)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
@@ -41,18 +43,21 @@ def test_ece_and_auroc_on_hand_made_logits():
     right = y.numpy()
     half_wrong = np.where(np.arange(100) < 50, right, 1 - right)  # 50% accurate
     ten_wrong = np.where(np.arange(100) < 90, right, 1 - right)  # 90% accurate
-    m = run_test_loop({
-        "iid": (logits_for(0.9, ten_wrong), y),              # confidence 0.9, accuracy 0.9: calibrated
-        "over": (logits_for(0.9, half_wrong), y),            # confidence 0.9, accuracy 0.5: ECE 0.4
-        "humble": (logits_for(0.6, half_wrong), y),          # less confident than every i.i.d. image
-    }, cut=math.log(0.75))                                   # the gate accepts confidence >= 0.75
+    m = run_test_loop(
+        {
+            "iid": (logits_for(0.9, ten_wrong), y),  # confidence 0.9, accuracy 0.9: calibrated
+            "over": (logits_for(0.9, half_wrong), y),  # confidence 0.9, accuracy 0.5: ECE 0.4
+            "humble": (logits_for(0.6, half_wrong), y),  # less confident than every i.i.d. image
+        },
+        cut=math.log(0.75),
+    )  # the gate accepts confidence >= 0.75
     assert m["test/iid/acc"] == pytest.approx(0.9)
     assert m["test/iid/ece"] == pytest.approx(0.0, abs=1e-5)
     assert m["test/over/ece"] == pytest.approx(0.4, abs=1e-5)
     assert m["test/humble/ece"] == pytest.approx(0.1, abs=1e-5)
-    assert m["test/over/auroc/msp"] == pytest.approx(0.5)   # same confidence: cannot tell the sets apart
+    assert m["test/over/auroc/msp"] == pytest.approx(0.5)  # same confidence: cannot tell the sets apart
     assert m["test/over/fpr95/msp"] == pytest.approx(1.0)
-    assert m["test/humble/auroc/msp"] == pytest.approx(1.0) # lower confidence on every o.o.d. image
+    assert m["test/humble/auroc/msp"] == pytest.approx(1.0)  # lower confidence on every o.o.d. image
     assert m["test/humble/fpr95/msp"] == pytest.approx(0.0)
     assert m["test/humble/auroc/energy"] == pytest.approx(1.0)
     assert not any(k.startswith("test/iid/auroc") for k in m)
@@ -87,7 +92,9 @@ def test_shift_consistency(backbone, expect_one):
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1)
     y = torch.zeros(len(x), dtype=torch.long)
     model = Classifier(backbone, num_classes=2, test_set_names=["iid"], consistency_shift=4)
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
     trainer.test(model, DataLoader(TensorDataset(x, y, torch.zeros_like(y)), batch_size=32), verbose=False)
     consistency = float(trainer.callback_metrics["test/consistency"])
     if expect_one:

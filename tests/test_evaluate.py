@@ -23,9 +23,13 @@ def test_every_set_gets_calibration_and_detection_metrics(trained_run):
         assert 0.0 <= m[key] <= 1.0, key  # bounded by definition; no closed form on a trained model
     assert_metrics_consistent(m, {"iid": 32, "rotation/s3": 16, "mix": 32})  # ece, auroc, coverage means too
     for detector in DETECTORS:  # every detector on every o.o.d. set, never on the i.i.d. set itself
-        assert {f"test/rotation/s3/auroc/{detector}", f"test/mix/fpr95/{detector}", f"test/ood/auroc/{detector}"} <= set(m)
+        assert {
+            f"test/rotation/s3/auroc/{detector}",
+            f"test/mix/fpr95/{detector}",
+            f"test/ood/auroc/{detector}",
+        } <= set(m)
     assert not any(k.startswith("test/iid/auroc") for k in m)
-    # The gate keeps 95% of the i.i.d. validation images; on 32 test images its coverage is a multiple of 1/32.
+    # The gate keeps 95% of i.i.d. validation images; on 32 test images its coverage is a multiple of 1/32.
     assert m["test/iid/coverage"] * 32 == pytest.approx(round(m["test/iid/coverage"] * 32), abs=1e-4)
     assert (trained_run / "qc.pt").is_file() and (trained_run / "risk_coverage.json").is_file()
 
@@ -52,9 +56,12 @@ def test_a_qc_file_of_an_older_format_is_fitted_again_not_misread(trained_run, t
     torch.save(saved, old / "qc.pt")
     again = evaluate_run(old, today_catalog(), families=None)
     trained = read_metrics(trained_run)
-    assert {k: again[k] for k in trained if k.startswith("test/")} == {k: v for k, v in trained.items()
-                                                                        if k.startswith("test/")}
-    assert ".chol" in " ".join(torch.load(old / "qc.pt", weights_only=True)["state_dict"])  # refitted, saved anew
+    assert {k: again[k] for k in trained if k.startswith("test/")} == {
+        k: v for k, v in trained.items() if k.startswith("test/")
+    }
+    assert ".chol" in " ".join(
+        torch.load(old / "qc.pt", weights_only=True)["state_dict"]
+    )  # refitted, saved anew
 
 
 def test_evaluate_picks_up_a_family_added_after_training(trained_run):

@@ -60,11 +60,18 @@ def test_the_gap_strong_follow_up_trains_longer():
     assert cfg.trainer.max_epochs == 20
 
 
-@pytest.mark.parametrize(("preset", "jobs", "grid"), [
-    ("mechanism", 18, {"arch": {"resnet18", "cnn"}, "arch.padding_mode": {"zeros", "reflect", "circular"}}),
-    ("mechanism_size", 18, {"arch": {"resnet18", "resnet18_aa"}, "data.image_size": {"63", "64", "65"}}),
-    ("remedy", 45, {"aug": {"none", "flip", "translate"}}),
-])
+@pytest.mark.parametrize(
+    ("preset", "jobs", "grid"),
+    [
+        (
+            "mechanism",
+            18,
+            {"arch": {"resnet18", "cnn"}, "arch.padding_mode": {"zeros", "reflect", "circular"}},
+        ),
+        ("mechanism_size", 18, {"arch": {"resnet18", "resnet18_aa"}, "data.image_size": {"63", "64", "65"}}),
+        ("remedy", 45, {"aug": {"none", "flip", "translate"}}),
+    ],
+)
 def test_the_experiment_presets_expand_to_their_jobs(preset, jobs, grid):
     expanded = sweep_jobs([f"experiment={preset}"])
     assert len(expanded) == jobs

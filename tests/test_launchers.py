@@ -17,8 +17,17 @@ def finished(sweep):
 
 
 def test_joblib_runs_two_jobs_side_by_side_without_oversubscribing(cache_dir, tmp_path):
-    proc = shapeshift(["-m", "hydra/launcher=side_by_side", "arch=cnn,maxpool",
-                       "debug=smoke", "logger=none", f"hydra.sweep.dir={tmp_path}"], cache_dir)
+    proc = shapeshift(
+        [
+            "-m",
+            "hydra/launcher=side_by_side",
+            "arch=cnn,maxpool",
+            "debug=smoke",
+            "logger=none",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        cache_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert finished(tmp_path) == ["cnn", "maxpool"]
     cores = os.cpu_count() or 1
@@ -28,9 +37,19 @@ def test_joblib_runs_two_jobs_side_by_side_without_oversubscribing(cache_dir, tm
 
 def test_submitit_local_end_to_end(cache_dir, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    proc = shapeshift(["-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1",
-                       "hydra.launcher.timeout_min=10", "arch=cnn", "debug=smoke", "logger=none",
-                       f"hydra.sweep.dir={tmp_path}"], cache_dir)
+    proc = shapeshift(
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.timeout_min=10",
+            "arch=cnn",
+            "debug=smoke",
+            "logger=none",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        cache_dir,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert finished(tmp_path) == ["cnn"]
     assert (tmp_path / ".submitit").is_dir()
@@ -52,7 +71,9 @@ def test_slurm_preset_requeues_and_gives_each_task_a_gpu(cache_dir):
     assert conf["max_num_timeout"] > 0  # a job at its time limit is requeued; train() resumes from last.ckpt
     assert (conf["tasks_per_node"], conf["gpus_per_node"]) == (1, 1)
     # One GPU per task follows the task count: Lightning refuses devices != SLURM tasks per node.
-    ddp = launcher_config(["hydra/launcher=slurm", "hydra.launcher.tasks_per_node=4", "trainer=ddp"], cache_dir)
+    ddp = launcher_config(
+        ["hydra/launcher=slurm", "hydra.launcher.tasks_per_node=4", "trainer=ddp"], cache_dir
+    )
     assert (ddp["tasks_per_node"], ddp["gpus_per_node"]) == (4, 4)
 
 

@@ -30,8 +30,16 @@ LAYERS: list[tuple[str, set[str]]] = [
 # Parts that must import without torch (reading a report or a run folder's files): what they import at import
 # time, followed through shapeshift's own modules, never reaches a module that imports one of `TORCH`.
 TORCH_FREE = {"shapeshift", "run_dir", "metric_keys", "lifecycle", "reporting", "report"}
-TORCH = {"torch", "lightning", "pytorch_lightning", "torchmetrics", "torchvision", "torchcam", "antialiased_cnns",
-         "timm"}
+TORCH = {
+    "torch",
+    "lightning",
+    "pytorch_lightning",
+    "torchmetrics",
+    "torchvision",
+    "torchcam",
+    "antialiased_cnns",
+    "timm",
+}
 # Modules that load torch at import in a way `ast` does not see as an import: config.py calls
 # register_schemas() at import, which reads Lightning's Trainer signature (so config and errors are not
 # torch-free).
@@ -92,7 +100,7 @@ def parse(package: Path = PACKAGE) -> tuple[dict[str, Path], list[Import], dict[
                 base = node.module or ""
                 if node.level:  # relative: from the importer's package
                     anchor = module.split(".") if is_package else module.split(".")[:-1]
-                    anchor = anchor[:len(anchor) - node.level + 1]
+                    anchor = anchor[: len(anchor) - node.level + 1]
                     base = ".".join([*anchor, base] if base else anchor)
                 targets = []
                 for a in node.names:
@@ -121,7 +129,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         path.pop()
@@ -204,8 +212,10 @@ def test_no_import_cycles(parsed):
             graph[e.importer].add(e.target)
     cycle = find_cycle(graph)
     if cycle:
-        steps = [next(str(e) for e in edges if e.importer == a and e.target == b)
-                 for a, b in zip(cycle, cycle[1:], strict=False)]
+        steps = [
+            next(str(e) for e in edges if e.importer == a and e.target == b)
+            for a, b in zip(cycle, cycle[1:], strict=False)
+        ]
         pytest.fail("import cycle " + " -> ".join(cycle) + ":\n" + "\n".join(steps))
 
 
@@ -214,7 +224,9 @@ def test_modules_import_only_their_own_layer_or_lower(parsed):
     bad, used = upward_imports(edges)
     order = " < ".join(f"{name} {sorted(parts)}" for name, parts in LAYERS)
     assert not bad, "imports from a higher layer:\n" + "\n".join(bad) + f"\nlayers, bottom to top: {order}"
-    assert used == UPWARD_ALLOWED, f"no longer imported upward, drop from UPWARD_ALLOWED: {UPWARD_ALLOWED - used}"
+    assert used == UPWARD_ALLOWED, (
+        f"no longer imported upward, drop from UPWARD_ALLOWED: {UPWARD_ALLOWED - used}"
+    )
 
 
 def test_torch_free_parts_import_no_torch(parsed):
@@ -231,16 +243,41 @@ def test_qc_imports_no_pipeline_restore_reporting_or_command(parsed):
     assert not bad, "shapeshift/qc/ imports from above it:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize(("path", "line", "offending"), [
-    ("qc/bank.py", "from shapeshift.pipeline import build_datamodule", "qc/bank.py:2: from shapeshift.pipeline"),
-    ("models/cnn.py", "from shapeshift.qc.gate import threshold", "models/cnn.py:2: from shapeshift.qc.gate"),
-    ("run_dir.py", "import shapeshift.reporting.stats", "run_dir.py:2: import shapeshift.reporting.stats"),
-])
+@pytest.mark.parametrize(
+    ("path", "line", "offending"),
+    [
+        (
+            "qc/bank.py",
+            "from shapeshift.pipeline import build_datamodule",
+            "qc/bank.py:2: from shapeshift.pipeline",
+        ),
+        (
+            "models/cnn.py",
+            "from shapeshift.qc.gate import threshold",
+            "models/cnn.py:2: from shapeshift.qc.gate",
+        ),
+        (
+            "run_dir.py",
+            "import shapeshift.reporting.stats",
+            "run_dir.py:2: import shapeshift.reporting.stats",
+        ),
+    ],
+)
 def test_an_upward_import_is_named(tmp_path, path, line, offending):
     """The checks on a small copy of the layout: an import from a higher layer is caught and named."""
     package = tmp_path / "shapeshift"
-    for name in ["__init__.py", "run_dir.py", "reporting/__init__.py", "reporting/stats.py", "models/__init__.py",
-                 "models/cnn.py", "qc/__init__.py", "qc/gate.py", "qc/bank.py", "pipeline.py"]:
+    for name in [
+        "__init__.py",
+        "run_dir.py",
+        "reporting/__init__.py",
+        "reporting/stats.py",
+        "models/__init__.py",
+        "models/cnn.py",
+        "qc/__init__.py",
+        "qc/gate.py",
+        "qc/bank.py",
+        "pipeline.py",
+    ]:
         (package / name).parent.mkdir(parents=True, exist_ok=True)
         (package / name).write_text('"""x"""\n')
     (package / path).write_text(f'"""x"""\n{line}\n')

@@ -40,11 +40,16 @@ def test_another_configs_run_is_refused_and_changes_nothing(keys, tmp_path):
     smoke = keys("arch=cnn", "debug=smoke", debug="smoke")
     run_dir = fake_run(tmp_path / "run", smoke)
     before = snapshot(run_dir)
-    with pytest.raises(RunMismatch, match=r"finished run that was made with another config \(differs in aug\.name, "):
+    with pytest.raises(
+        RunMismatch, match=r"finished run that was made with another config \(differs in aug\.name, "
+    ):
         RunFolder.claim(run_dir, keys("arch=cnn", "debug=smoke", "aug=strong", debug="smoke"), IDENTITY)
     # A full run into a smoke run's folder: the first keys that differ are named, then a count.
-    with pytest.raises(RunMismatch, match=r"differs in data\.batch_size, .*, debug, .* and \d+ more\); nothing was "
-                                          r"changed\. Rerun with force=true"):
+    with pytest.raises(
+        RunMismatch,
+        match=r"differs in data\.batch_size, .*, debug, .* and \d+ more\); nothing was "
+        r"changed\. Rerun with force=true",
+    ):
         RunFolder.claim(run_dir, keys("arch=cnn"), IDENTITY)
     assert snapshot(run_dir) == before
 
@@ -62,7 +67,9 @@ def test_an_interrupted_run_resumes_only_with_its_own_config(keys, tmp_path):
     own = keys("arch=cnn", "seed=0")
     run_dir = fake_run(tmp_path / "killed", own, finished=False)
     before = snapshot(run_dir)
-    with pytest.raises(RunMismatch, match=r"interrupted run that was made with another config \(differs in seed\)"):
+    with pytest.raises(
+        RunMismatch, match=r"interrupted run that was made with another config \(differs in seed\)"
+    ):
         RunFolder.claim(run_dir, keys("arch=cnn", "seed=1"), IDENTITY)
     assert snapshot(run_dir) == before
     folder = RunFolder.claim(run_dir, own, IDENTITY, wandb=True)
@@ -89,7 +96,9 @@ def test_a_rank_other_than_zero_never_writes(keys, tmp_path):
     folder = RunFolder.claim(tmp_path / "new", keys("arch=cnn"), IDENTITY, wandb=True, lead=False)
     assert not (tmp_path / "new").exists() and folder.wandb_id is None  # no folder, no W&B run of its own
     run_dir = fake_run(tmp_path / "done", keys("arch=cnn"))
-    assert RunFolder.claim(run_dir, keys("arch=cnn"), IDENTITY, lead=False).finished is not None  # skips as rank 0
+    assert (
+        RunFolder.claim(run_dir, keys("arch=cnn"), IDENTITY, lead=False).finished is not None
+    )  # skips as rank 0
     before = snapshot(run_dir)
     RunFolder.claim(run_dir, keys("arch=cnn"), IDENTITY, force=True, lead=False)
     assert snapshot(run_dir) == before  # force is rank 0's to carry out

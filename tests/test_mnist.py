@@ -1,4 +1,4 @@
-"""`data=mnist`: IDX files the test writes itself are read exactly; a folder without them fails in one line."""
+"""`data=mnist`: IDX files the test writes itself are read exactly; a folder without them fails in a line."""
 
 import gzip
 import struct
@@ -29,8 +29,15 @@ def drawn_digits(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """White digits on black, as MNIST, each with its own noise so that no two images are equal."""
     images = np.zeros((len(labels), 28, 28), np.uint8)
     for img, label in zip(images, labels, strict=True):
-        cv2.putText(img, str(int(label)), (int(rng.integers(3, 9)), int(rng.integers(20, 26))),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.8, 255, 2)
+        cv2.putText(
+            img,
+            str(int(label)),
+            (int(rng.integers(3, 9)), int(rng.integers(20, 26))),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.8,
+            255,
+            2,
+        )
         img[:] = np.maximum(img, rng.integers(0, 40, img.shape, dtype=np.uint8))
     return images
 
@@ -54,8 +61,14 @@ def mnist(tmp_path_factory):
 
 
 def make(root, **kw) -> MnistDataModule:
-    args = dict(root=str(root), n_train_per_class=20, n_val_per_class=5, n_test_per_class=8, batch_size=16,
-                eval_batch_size=64)
+    args = dict(
+        root=str(root),
+        n_train_per_class=20,
+        n_val_per_class=5,
+        n_test_per_class=8,
+        batch_size=16,
+        eval_batch_size=64,
+    )
     args.update(kw)
     return MnistDataModule(**args)
 
@@ -154,7 +167,9 @@ def test_missing_files_fail_in_one_line_naming_them(mnist, tmp_path):
     half.mkdir()
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         (half / name).write_bytes((root / name).read_bytes())
-    with pytest.raises(ConfigError, match="lacks the MNIST files t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"):
+    with pytest.raises(
+        ConfigError, match="lacks the MNIST files t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+    ):
         make(half).prepare_data()
     with pytest.raises(ConfigError, match="needs data.root="):
         MnistDataModule().prepare_data()
@@ -191,8 +206,18 @@ def test_data_mnist_composes_for_every_arch(cfg_factory, mnist):
 
 
 def test_cli_names_the_missing_files(tmp_path, cache_dir):
-    proc = run_cli("train", ["data=mnist", f"data.root={tmp_path}", "arch=maxpool", "debug=smoke", "logger=none",
-                             f"hydra.run.dir={tmp_path / 'run'}"], cache_dir)
+    proc = run_cli(
+        "train",
+        [
+            "data=mnist",
+            f"data.root={tmp_path}",
+            "arch=maxpool",
+            "debug=smoke",
+            "logger=none",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cache_dir,
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if "config error" in line]
     assert len(lines) == 1 and all(name in lines[0] for name in ALL_FILES), proc.stderr[-3000:]
@@ -204,8 +229,16 @@ def test_maxpool_trains_on_mnist(cfg_factory, mnist, tmp_path):
     from shapeshift.train import train
 
     root, _, _ = mnist
-    metrics = train(cfg_factory("data=mnist", f"data.root={root}", "arch=maxpool", "debug=smoke", "logger=none",
-                                output_dir=tmp_path / "run"))
+    metrics = train(
+        cfg_factory(
+            "data=mnist",
+            f"data.root={root}",
+            "arch=maxpool",
+            "debug=smoke",
+            "logger=none",
+            output_dir=tmp_path / "run",
+        )
+    )
     assert 0.0 <= metrics["test/iid/acc"] <= 1.0
     assert (tmp_path / "run" / "metrics.json").is_file()
     assert not any(k.startswith("test/position") for k in metrics)
@@ -223,8 +256,15 @@ def test_a_one_channel_ten_class_run_is_audited(cfg_factory, mnist, tmp_path):
 
     root, _, (images, labels) = mnist
     run_dir = tmp_path / "run"
-    cfg = cfg_factory("data=mnist", f"data.root={root}", "arch=maxpool", "debug=smoke", "logger=none",
-                      "trainer.max_epochs=3", output_dir=run_dir)
+    cfg = cfg_factory(
+        "data=mnist",
+        f"data.root={root}",
+        "arch=maxpool",
+        "debug=smoke",
+        "logger=none",
+        "trainer.max_epochs=3",
+        output_dir=run_dir,
+    )
     train(cfg)
     save_job_config(cfg, run_dir)
     folder = tmp_path / "field"

@@ -28,8 +28,9 @@ def test_padding_changes_what_the_network_computes(cfg_factory):
     outs = {}
     for mode in ("zeros", "circular"):
         torch.manual_seed(0)
-        outs[mode] = build_backbone(cfg_factory("arch=cnn", f"arch.padding_mode={mode}", "data.image_size=32"),
-                                    "cnn").eval()(x)
+        outs[mode] = build_backbone(
+            cfg_factory("arch=cnn", f"arch.padding_mode={mode}", "data.image_size=32"), "cnn"
+        ).eval()(x)
     assert not torch.allclose(outs["zeros"], outs["circular"])  # same weights, another border
 
 

@@ -9,12 +9,15 @@ from shapeshift.runtime import choose_precision
 from shapeshift.train import train
 
 
-@pytest.mark.parametrize(("flags", "expected"), [
-    ({"avx512f", "avx512_bf16"}, "bf16-mixed"),
-    ({"amx_tile", "amx_bf16"}, "bf16-mixed"),
-    ({"avx2", "avx512f"}, "32-true"),  # AVX-512 without its bf16 extension: bf16 would be emulated
-    (set(), "32-true"),
-])
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"avx512f", "avx512_bf16"}, "bf16-mixed"),
+        ({"amx_tile", "amx_bf16"}, "bf16-mixed"),
+        ({"avx2", "avx512f"}, "32-true"),  # AVX-512 without its bf16 extension: bf16 would be emulated
+        (set(), "32-true"),
+    ],
+)
 def test_cpu_precision_follows_the_flags(flags, expected, monkeypatch):
     monkeypatch.setattr(runtime, "cpu_flags", lambda: flags)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -40,7 +43,9 @@ def test_a_run_records_the_precision_it_used(cfg_factory, tmp_path, monkeypatch)
     fp32 = train(cfg_factory("debug=smoke", "logger=none", output_dir=tmp_path / "a"))
     monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx512_bf16"})
     bf16 = train(cfg_factory("debug=smoke", "logger=none", output_dir=tmp_path / "b"))
-    forced = train(cfg_factory("debug=smoke", "logger=none", "trainer.precision=32-true", output_dir=tmp_path / "c"))
+    forced = train(
+        cfg_factory("debug=smoke", "logger=none", "trainer.precision=32-true", output_dir=tmp_path / "c")
+    )
     assert (fp32["precision"], bf16["precision"], forced["precision"]) == ("32-true", "bf16-mixed", "32-true")
     # Resolved before fingerprinting: the same config on other hardware is another run.
     assert fp32["fingerprint"] == forced["fingerprint"] != bf16["fingerprint"]

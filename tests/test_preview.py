@@ -10,7 +10,9 @@ from shapeshift.preview import draw, mosaic
 def fake_datamodule(class_names: tuple[str, ...]):
     labels = np.arange(20) % len(class_names)
     images = np.zeros((20, 8, 8, 3), np.uint8)
-    return SimpleNamespace(class_names=class_names, test_set_names=["iid"], arrays=lambda name: (images, labels))
+    return SimpleNamespace(
+        class_names=class_names, test_set_names=["iid"], arrays=lambda name: (images, labels)
+    )
 
 
 def test_digits_are_labelled_as_digits(tmp_path):

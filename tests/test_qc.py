@@ -14,8 +14,13 @@ from shapeshift.qc.gate import SaturatedScores, detection, gate_metrics, risk_co
 def test_msp_and_energy_are_exact_and_do_not_saturate():
     logits = torch.tensor([[0.0, 40.0], [0.0, 50.0], [1.0, 1.0]])
     msp = MaxSoftmax().score(logits, {})
-    assert torch.allclose(msp, torch.tensor([-math.log1p(math.exp(-40)), -math.log1p(math.exp(-50)), math.log(0.5)],
-                                            dtype=torch.float64), rtol=1e-12)
+    assert torch.allclose(
+        msp,
+        torch.tensor(
+            [-math.log1p(math.exp(-40)), -math.log1p(math.exp(-50)), math.log(0.5)], dtype=torch.float64
+        ),
+        rtol=1e-12,
+    )
     assert msp[1] > msp[0]  # float32 softmax calls both 1.0: this score still orders them
     assert torch.allclose(Energy().score(logits, {}), torch.logsumexp(logits.double(), 1))
 
@@ -59,8 +64,12 @@ def test_detection_metrics_on_known_separations():
     iid, ood = torch.arange(100.0) + 1000.0, torch.arange(100.0) + 1000.0 - 0.5
     assert detection(iid + 200, ood)["auroc"] == 1.0 and detection(iid + 200, ood)["fpr95"] == 0.0
     # Large scores, small gaps: ranks keep the order a float32 sigmoid would erase.
-    assert detection(torch.tensor([1e4 + 0.1] * 10, dtype=torch.float64),
-                     torch.tensor([1e4] * 10, dtype=torch.float64))["auroc"] == 1.0
+    assert (
+        detection(
+            torch.tensor([1e4 + 0.1] * 10, dtype=torch.float64), torch.tensor([1e4] * 10, dtype=torch.float64)
+        )["auroc"]
+        == 1.0
+    )
     same = detection(torch.ones(50), torch.ones(50))
     assert same["auroc"] == 0.5 and same["fpr95"] == 1.0
     # iid 0..99, ood 50..149 shifted down: at TPR 95% (accept iid >= 5) the ood scores -50..49 above 5 are 45.
@@ -77,8 +86,15 @@ def test_gate_coverage_accepted_accuracy_and_risk():
 
 
 def test_the_tap_reads_the_last_map_and_every_stage():
-    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(4, 6, 3, stride=2, padding=1),
-                        nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2))
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(4, 6, 3, stride=2, padding=1),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 2),
+    )
     x = torch.randn(5, 1, 8, 8)
     with tapped(net) as tap:
         net(x)
@@ -99,8 +115,10 @@ class EagerTap:
     def hook(self, module, inputs, output):
         if isinstance(output, torch.Tensor) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1:
             fmap = output.detach().float()
-            self.by_size[output.shape[2] * output.shape[3]] = (fmap.mean(dim=(2, 3)),
-                                                               nn.functional.adaptive_avg_pool2d(fmap, 2).flatten(1))
+            self.by_size[output.shape[2] * output.shape[3]] = (
+                fmap.mean(dim=(2, 3)),
+                nn.functional.adaptive_avg_pool2d(fmap, 2).flatten(1),
+            )
 
 
 @pytest.mark.parametrize("arch", ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"])
@@ -124,7 +142,9 @@ def test_the_tap_pools_once_per_stage_exactly_what_pooling_every_layer_gave(arch
         stages = [eager.by_size[s] for s in sorted(eager.by_size, reverse=True)]
         f = tap.features()
         assert torch.equal(f["global"], stages[-1][0]) and torch.equal(f["spatial"], stages[-1][1])
-        assert torch.equal(f["stages"], torch.cat([nn.functional.normalize(q, dim=1) for _, q in stages], dim=1))
+        assert torch.equal(
+            f["stages"], torch.cat([nn.functional.normalize(q, dim=1) for _, q in stages], dim=1)
+        )
 
 
 def shrunk_precision(x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,8 +170,9 @@ def test_mahalanobis_score_equals_the_per_class_quadratic_form():
     det.fit(x, labels)
     means, precision = shrunk_precision(x, labels)
     test = 2 * torch.randn(50, 40, generator=g)
-    assert torch.allclose(det.score(None, {"global": test}), min_quadratic_form(test, means, precision),
-                          rtol=1e-10, atol=1e-9)
+    assert torch.allclose(
+        det.score(None, {"global": test}), min_quadratic_form(test, means, precision), rtol=1e-10, atol=1e-9
+    )
     # As qc.pt is read back: only the means and the covariance's Cholesky factor are saved.
     state = det.state_dict()
     assert set(state) == {"means", "chol"}
@@ -159,5 +180,3 @@ def test_mahalanobis_score_equals_the_per_class_quadratic_form():
     loaded.means, loaded.chol = torch.empty_like(state["means"]), torch.empty_like(state["chol"])
     loaded.load_state_dict(state)
     assert torch.equal(loaded.score(None, {"global": test}), det.score(None, {"global": test}))
-
-

@@ -45,13 +45,20 @@ def sweep(args, cache_dir, tmp_path):
 def test_a_failing_job_is_recorded_and_the_sweep_goes_on_and_reruns_only_it(cache_dir, tmp_path):
     out = tmp_path / "sweep"
     # resnet18_aa cannot take 32 px images: that job fails, the other two finish.
-    args = ["arch=cnn,resnet18_aa,maxpool", "debug=smoke", "logger=none", "data.image_size=32",
-            f"hydra.sweep.dir={out}"]
+    args = [
+        "arch=cnn,resnet18_aa,maxpool",
+        "debug=smoke",
+        "logger=none",
+        "data.image_size=32",
+        f"hydra.sweep.dir={out}",
+    ]
     proc = sweep(args, cache_dir, tmp_path)
     assert proc.returncode != 0
     runs = {p.name.split(",")[0]: p for p in out.iterdir() if p.is_dir()}
     assert sorted(runs) == ["0_arch=cnn", "1_arch=resnet18_aa", "2_arch=maxpool"]
-    assert (runs["0_arch=cnn"] / "metrics.json").is_file() and (runs["2_arch=maxpool"] / "metrics.json").is_file()
+    assert (runs["0_arch=cnn"] / "metrics.json").is_file() and (
+        runs["2_arch=maxpool"] / "metrics.json"
+    ).is_file()
     failed = runs["1_arch=resnet18_aa"]
     assert not (failed / "metrics.json").exists()
     assert "needs images of at least 36 px" in (failed / "error.txt").read_text().splitlines()[0]

@@ -18,10 +18,23 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def metrics_for(arch: str, aug: str, seed: int, iid: float, ood_shift: float = 0.0) -> dict:
     """A metrics.json as train.py writes it; family f at severity k scores iid - 0.05 * k (+ ood_shift)."""
-    m = {"arch": arch, "aug": aug, "seed": seed, "epochs": 4, "val/acc": iid, "checkpoint": "checkpoints/last.ckpt",
-         "eval/checkpoint": "last", "eval/epoch": 3, "eval/step": 128,
-         "test/iid/acc": iid, "test/mix/acc": iid - 0.1, "test/iid/ece": 0.01 * (seed + 1),
-         "time/data_s": 1.0, "time/fit_s": 10.0, "time/test_s": 2.0}
+    m = {
+        "arch": arch,
+        "aug": aug,
+        "seed": seed,
+        "epochs": 4,
+        "val/acc": iid,
+        "checkpoint": "checkpoints/last.ckpt",
+        "eval/checkpoint": "last",
+        "eval/epoch": 3,
+        "eval/step": 128,
+        "test/iid/acc": iid,
+        "test/mix/acc": iid - 0.1,
+        "test/iid/ece": 0.01 * (seed + 1),
+        "time/data_s": 1.0,
+        "time/fit_s": 10.0,
+        "time/test_s": 2.0,
+    }
     every = []
     for j, family in enumerate(FAMILIES):
         values = [iid - 0.05 * k - 0.1 * j + ood_shift for k in range(1, 6)]
@@ -38,12 +51,18 @@ def make_run(root: Path, name: str, arch: str, aug: str, seed: int, metrics: dic
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     families = {f: [{"position": {"fraction": 0.2 * k}} for k in range(1, 6)] for f in FAMILIES}
-    config = {"seed": seed, "output_dir": "${hydra:runtime.output_dir}", "aug": {"name": aug, "transforms": []},
-              "shift": {"n_per_class": 100, "families": families}}
+    config = {
+        "seed": seed,
+        "output_dir": "${hydra:runtime.output_dir}",
+        "aug": {"name": aug, "transforms": []},
+        "shift": {"n_per_class": 100, "families": families},
+    }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     hydra = {"hydra": {"runtime": {"choices": {"arch": arch, "aug": aug, "data": "shapes"}}}}
     (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
-    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"arch={arch}", f"aug={aug}", f"seed={seed}"]))
+    (run / ".hydra" / "overrides.yaml").write_text(
+        yaml.safe_dump([f"arch={arch}", f"aug={aug}", f"seed={seed}"])
+    )
     if metrics is not None:
         (run / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return run
@@ -56,8 +75,14 @@ def sweep(tmp_path) -> Path:
     job = 0
     for aug, shift in (("none", 0.0), ("basic", 0.05)):
         for seed, iid in zip((0, 1, 2), (0.8, 0.9, 1.0), strict=True):
-            make_run(root, f"{job}_arch=cnn,aug={aug},seed={seed}", "cnn", aug, seed,
-                     metrics_for("cnn", aug, seed, iid, shift))
+            make_run(
+                root,
+                f"{job}_arch=cnn,aug={aug},seed={seed}",
+                "cnn",
+                aug,
+                seed,
+                metrics_for("cnn", aug, seed, iid, shift),
+            )
             job += 1
     make_run(root, f"{job}_arch=gap,aug=none,seed=0", "gap", "none", 0, metrics_for("gap", "none", 0, 0.7))
     make_run(root, f"{job + 1}_arch=resnet18,aug=none,seed=0", "resnet18", "none", 0, None)
@@ -90,11 +115,21 @@ def test_groups_means_and_intervals_are_exact(sweep):
     runs = rp.collect([sweep])
     assert len(runs) == 9 and sum(r.finished for r in runs) == 7
     groups = rp.summarize(runs)
-    assert [(g.arch, g.aug, g.n) for g in groups] == [("cnn", "none", 3), ("cnn", "basic", 3), ("gap", "none", 1)]
+    assert [(g.arch, g.aug, g.n) for g in groups] == [
+        ("cnn", "none", 3),
+        ("cnn", "basic", 3),
+        ("gap", "none", 1),
+    ]
     cnn_none, cnn_basic, gap = groups
     assert cnn_none.seeds == [0, 1, 2]
-    for key in ("test/iid/acc", "test/position/acc", "test/position/s5/acc", "test/ood/acc", "test/mix/acc",
-                "test/iid/ece"):
+    for key in (
+        "test/iid/acc",
+        "test/position/acc",
+        "test/position/s5/acc",
+        "test/ood/acc",
+        "test/mix/acc",
+        "test/iid/ece",
+    ):
         values = [r.metrics[key] for r in cnn_none.runs]
         mean, half = t_interval(values)
         assert cnn_none.stats[key].mean == pytest.approx(mean), key
@@ -108,8 +143,16 @@ def test_groups_means_and_intervals_are_exact(sweep):
     header, rows = rp.main_rows(groups)
     assert header == ["arch", "aug", "n", "iid", "position", "position s5", "ood", "mix"]
     h = 4.303 * 0.1 / math.sqrt(3)
-    assert rows[0] == ["cnn", "none", "3", f"0.900 ± {h:.3f}", f"0.750 ± {h:.3f}", f"0.650 ± {h:.3f}",
-                       f"0.700 ± {h:.3f}", f"0.800 ± {h:.3f}"]
+    assert rows[0] == [
+        "cnn",
+        "none",
+        "3",
+        f"0.900 ± {h:.3f}",
+        f"0.750 ± {h:.3f}",
+        f"0.650 ± {h:.3f}",
+        f"0.700 ± {h:.3f}",
+        f"0.800 ± {h:.3f}",
+    ]
     assert rows[2] == ["gap", "none", "1", "0.700 ± —", "0.550 ± —", "0.450 ± —", "0.500 ± —", "0.600 ± —"]
 
     gain = rp.gains(groups)
@@ -122,8 +165,7 @@ def test_report_files_tables_csv_and_missing_runs(sweep):
     result = rp.report([sweep])
     text = (sweep / "report.md").read_text()
     h = f"{4.303 * 0.1 / math.sqrt(3):.3f}"
-    assert (f"| cnn | none | 3 | 0.900 ± {h} | 0.750 ± {h} | 0.650 ± {h} | 0.700 ± {h} | 0.800 ± {h} |"
-            in text)
+    assert f"| cnn | none | 3 | 0.900 ± {h} | 0.750 ± {h} | 0.650 ± {h} | 0.700 ± {h} | 0.800 ± {h} |" in text
     assert "| gap | none | 1 | 0.700 ± — | 0.550 ± — | 0.450 ± — | 0.500 ± — | 0.600 ± — |" in text
     assert "9 found, 7 finished, 2 without metrics.json" in text
     # The unfinished and the failed run are listed with who they are and why.
@@ -148,8 +190,12 @@ def test_report_files_tables_csv_and_missing_runs(sweep):
     assert [Path(r["run_dir"]).name.split("_")[0] for r in rows] == ["0", "1", "2", "3", "4", "5", "6"]
 
     # Plots: every one drawn, each a real, non-empty PNG, and linked from the report.
-    assert set(result["plots"].values()) == {"heatmap.png", "severity_none.png", "severity_basic.png",
-                                             "aug_gain.png"}
+    assert set(result["plots"].values()) == {
+        "heatmap.png",
+        "severity_none.png",
+        "severity_basic.png",
+        "aug_gain.png",
+    }
     for name in result["plots"].values():
         data = (sweep / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5000, name
@@ -159,7 +205,9 @@ def test_report_files_tables_csv_and_missing_runs(sweep):
 def test_several_folders_partial_and_duplicates(tmp_path):
     a, b = tmp_path / "machine_a", tmp_path / "machine_b"
     make_run(a, "0_arch=cnn,aug=none", "cnn", "none", 0, metrics_for("cnn", "none", 0, 0.8))
-    make_run(b / "nested" / "deeper", "1_arch=cnn,aug=none", "cnn", "none", 1, metrics_for("cnn", "none", 1, 1.0))
+    make_run(
+        b / "nested" / "deeper", "1_arch=cnn,aug=none", "cnn", "none", 1, metrics_for("cnn", "none", 1, 1.0)
+    )
     make_run(b, "2_arch=cnn,aug=none", "cnn", "none", 2, None)
     # The same run named twice (a folder and its parent) is counted once.
     result = rp.report([a, b, a / "0_arch=cnn,aug=none"], plots=False)
@@ -188,8 +236,11 @@ def test_cli_in_a_subprocess_without_torch(sweep):
     assert lines[2].split()[:4] == ["cnn", "none", "3", "0.900"]
     assert "9 runs, 7 finished, 2 without metrics.json" in proc.stdout
     assert "CUDA out of memory" in proc.stdout
-    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "yaml" in imported and "matplotlib" in imported  # -X importtime did report
     assert not imported & {"torch", "lightning", "albumentations", "hydra"}
 
@@ -198,9 +249,21 @@ def test_runs_without_an_ood_catalog(tmp_path):
     """data=mnist runs have only i.i.d. metrics: the heatmap is drawn, the severity curves are skipped."""
     root = tmp_path / "mnist"
     for seed, acc in ((0, 0.97), (1, 0.99)):
-        run = make_run(root, f"{seed}_seed={seed}", "maxpool", "none", seed,
-                       {"arch": "maxpool", "aug": "none", "seed": seed, "test/iid/acc": acc,
-                        "test/iid/ece": 0.01, "test/consistency": 0.9})
+        run = make_run(
+            root,
+            f"{seed}_seed={seed}",
+            "maxpool",
+            "none",
+            seed,
+            {
+                "arch": "maxpool",
+                "aug": "none",
+                "seed": seed,
+                "test/iid/acc": acc,
+                "test/iid/ece": 0.01,
+                "test/consistency": 0.9,
+            },
+        )
         hydra = {"hydra": {"runtime": {"choices": {"arch": "maxpool", "aug": "none", "data": "mnist"}}}}
         (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
     result = rp.report([root])
@@ -218,7 +281,14 @@ def test_a_strength_sweep_stays_apart_from_its_preset(tmp_path):
     """`aug.magnitude` runs: named basic-x2 from metrics.json, and from the Hydra config when unfinished."""
     root = tmp_path / "strength"
     make_run(root, "0_arch=cnn,aug=basic", "cnn", "basic", 0, metrics_for("cnn", "basic", 0, 0.9))
-    make_run(root, "1_arch=cnn,aug=basic,aug.magnitude=2", "cnn", "basic", 0, metrics_for("cnn", "basic-x2", 0, 0.8))
+    make_run(
+        root,
+        "1_arch=cnn,aug=basic,aug.magnitude=2",
+        "cnn",
+        "basic",
+        0,
+        metrics_for("cnn", "basic-x2", 0, 0.8),
+    )
     unfinished = make_run(root, "2_arch=cnn,aug=basic,aug.magnitude=0.5", "cnn", "basic", 0, None)
     config = yaml.safe_load((unfinished / ".hydra" / "config.yaml").read_text())
     config["aug"]["magnitude"] = 0.5
@@ -248,18 +318,30 @@ def test_quality_control_table_and_risk_coverage_plot(tmp_path):
     root = tmp_path / "qc"
     for seed, auroc in ((0, 0.90), (1, 0.96), (2, 0.99)):
         m = metrics_for("resnet18", "none", seed, 1.0)
-        m.update({"test/position/s5/auroc/knn": auroc, "test/position/s5/auroc/msp": 0.5,
-                  "test/position/s5/coverage": 0.1 * seed, "test/position/s5/accepted_acc": 0.0,
-                  "test/position/s5/fpr95/knn": 0.3})
+        m.update(
+            {
+                "test/position/s5/auroc/knn": auroc,
+                "test/position/s5/auroc/msp": 0.5,
+                "test/position/s5/coverage": 0.1 * seed,
+                "test/position/s5/accepted_acc": 0.0,
+                "test/position/s5/fpr95/knn": 0.3,
+            }
+        )
         run = make_run(root, f"{seed}_seed={seed}", "resnet18", "none", seed, m)
-        (run / "risk_coverage.json").write_text(json.dumps(
-            {"set": "mix", "detector": "knn", "coverage": [0.5, 1.0], "risk": [0.0, 0.1 * seed]}))
+        (run / "risk_coverage.json").write_text(
+            json.dumps({"set": "mix", "detector": "knn", "coverage": [0.5, 1.0], "risk": [0.0, 0.1 * seed]})
+        )
     result = rp.report([root])
     text = (root / "report.md").read_text()
     mean, half = t_interval([0.90, 0.96, 0.99])
-    row = (f"| resnet18 | none | 3 | {mean:.3f} ± {half:.3f} | 0.500 ± 0.000 | "
-           f"{0.1:.3f} ± {t_interval([0.0, 0.1, 0.2])[1]:.3f} | 0.000 ± 0.000 |")
-    assert "### `position/s5`" in text and "| arch | aug | n | knn | msp | gate coverage | gate accepted acc |" in text
+    row = (
+        f"| resnet18 | none | 3 | {mean:.3f} ± {half:.3f} | 0.500 ± 0.000 | "
+        f"{0.1:.3f} ± {t_interval([0.0, 0.1, 0.2])[1]:.3f} | 0.000 ± 0.000 |"
+    )
+    assert (
+        "### `position/s5`" in text
+        and "| arch | aug | n | knn | msp | gate coverage | gate accepted acc |" in text
+    )
     assert row in text
     assert "fpr95" not in text.split("## Quality control")[0]  # detection metrics only in their own tables
     assert (root / "risk_coverage.png").read_bytes()[:8] == PNG_MAGIC
@@ -273,9 +355,16 @@ def test_a_sweep_logged_to_wandb_gets_a_report_run(sweep, monkeypatch):
     from tests.helpers import wandb_records
 
     monkeypatch.setenv("WANDB_SILENT", "true")
-    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}},
-                               "logger": {"_target_": "lightning.pytorch.loggers.WandbLogger",
-                                          "project": "shapeshift", "mode": "offline"}})
+    config = OmegaConf.create(
+        {
+            "hydra": {"sweep": {"dir": str(sweep)}},
+            "logger": {
+                "_target_": "lightning.pytorch.loggers.WandbLogger",
+                "project": "shapeshift",
+                "mode": "offline",
+            },
+        }
+    )
     ReportAfterSweep(plots=True).on_multirun_end(config)
     (run_dir,) = (sweep / "wandb").glob("offline-run-*")
     records = list(wandb_records(next(run_dir.glob("*.wandb"))))
@@ -288,32 +377,50 @@ def test_a_sweep_logged_to_wandb_gets_a_report_run(sweep, monkeypatch):
 
 def test_runs_that_differ_in_a_config_key_are_reported_apart(tmp_path):
     """A padding sweep of one arch and aug is three cells, not one mean over paddings; the seed never splits
-    a cell, and a run made before the key existed reads "unset" rather than joining a cell it may not match."""
+    a cell, and a run made before the key existed reads "unset" rather than join a cell it may not match."""
     root = tmp_path / "mechanism"
     iid = {"zeros": 0.9, "reflect": 0.8, "circular": 0.7}
     for mode, acc in iid.items():
         for seed in (0, 1):
-            run = make_run(root, f"arch.padding_mode={mode},seed={seed}", "resnet18", "none", seed,
-                           metrics_for("resnet18", "none", seed, acc))
+            run = make_run(
+                root,
+                f"arch.padding_mode={mode},seed={seed}",
+                "resnet18",
+                "none",
+                seed,
+                metrics_for("resnet18", "none", seed, acc),
+            )
             keys = {"seed": seed, "arch.padding_mode": mode, "data.image_size": 64, "aug.magnitude": 1.0}
             (run / "run.json").write_text(json.dumps({"keys": keys, "identity": {}}))
     old = make_run(root, "before_the_knob", "resnet18", "none", 0, metrics_for("resnet18", "none", 0, 0.5))
     (old / "run.json").write_text(json.dumps({"keys": {"seed": 0, "data.image_size": 64}, "identity": {}}))
     other = make_run(root, "other_arch", "cnn", "none", 0, metrics_for("cnn", "none", 0, 0.6))
-    (other / "run.json").write_text(json.dumps({"keys": {"seed": 0, "arch.padding_mode": "zeros"}, "identity": {}}))
+    (other / "run.json").write_text(
+        json.dumps({"keys": {"seed": 0, "arch.padding_mode": "zeros"}, "identity": {}})
+    )
 
     result = rp.report([root], plots=False)
     cells = {g.arch: (g.aug, g.n, round(g.stats["test/iid/acc"].mean, 6)) for g in result["groups"]}
-    assert cells == {"cnn": ("none", 1, 0.6),  # a cell of one config needs no label
-                     "resnet18 padding_mode=circular": ("none", 2, 0.7),
-                     "resnet18 padding_mode=reflect": ("none", 2, 0.8),
-                     "resnet18 padding_mode=unset": ("none", 1, 0.5),
-                     "resnet18 padding_mode=zeros": ("none", 2, 0.9)}
+    assert cells == {
+        "cnn": ("none", 1, 0.6),  # a cell of one config needs no label
+        "resnet18 padding_mode=circular": ("none", 2, 0.7),
+        "resnet18 padding_mode=reflect": ("none", 2, 0.8),
+        "resnet18 padding_mode=unset": ("none", 1, 0.5),
+        "resnet18 padding_mode=zeros": ("none", 2, 0.9),
+    }
     assert [g.arch for g in result["groups"]] == [  # the arch's place first, then its variants in order
-        "cnn", *(f"resnet18 padding_mode={m}" for m in ("circular", "reflect", "unset", "zeros"))]
+        "cnn",
+        *(f"resnet18 padding_mode={m}" for m in ("circular", "reflect", "unset", "zeros")),
+    ]
     with (root / "results.csv").open() as f:
         variants = {r["variant"] for r in csv.DictReader(f)}
-    assert variants == {"", "padding_mode=zeros", "padding_mode=reflect", "padding_mode=circular", "padding_mode=unset"}
+    assert variants == {
+        "",
+        "padding_mode=zeros",
+        "padding_mode=reflect",
+        "padding_mode=circular",
+        "padding_mode=unset",
+    }
     assert "| resnet18 padding_mode=reflect | none | 2 | 0.800" in (root / "report.md").read_text()
 
 

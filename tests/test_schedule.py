@@ -7,8 +7,17 @@ from lightning.pytorch.callbacks import Callback
 
 from shapeshift.train import train
 
-TINY = ["debug=smoke", "logger=none", "arch=cnn", "data.image_size=32", "data.n_train_per_class=64",
-        "data.batch_size=32", "trainer.max_epochs=2", "trainer.limit_train_batches=4", "qc.detectors=[]"]
+TINY = [
+    "debug=smoke",
+    "logger=none",
+    "arch=cnn",
+    "data.image_size=32",
+    "data.n_train_per_class=64",
+    "data.batch_size=32",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=4",
+    "qc.detectors=[]",
+]
 
 
 class Rates(Callback):

@@ -13,7 +13,15 @@ from tests.helpers import CONF, assert_metrics_consistent
 SIZE = 64
 CATALOG = OmegaConf.to_container(OmegaConf.load(CONF / "shift" / "default.yaml"), resolve=True)
 FAMILIES = CATALOG["families"]
-SEED_FAMILIES = ["position", "scale", "shear", "rotation", "background_pattern", "background_photo", "combined"]
+SEED_FAMILIES = [
+    "position",
+    "scale",
+    "shear",
+    "rotation",
+    "background_pattern",
+    "background_photo",
+    "combined",
+]
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +127,10 @@ def test_shear_skews_the_mask_as_configured(base, photos):
         for i in range(0, len(params), 7):
             c0, _ = cov_xy_var_y(masks[i])
             c1, vy = cov_xy_var_y(out.masks[i])
-            assert abs(abs(c1 - c0) - np.tan(np.radians(degrees)) * vy) < 0.15 * np.tan(np.radians(degrees)) * vy + 0.3
+            assert (
+                abs(abs(c1 - c0) - np.tan(np.radians(degrees)) * vy)
+                < 0.15 * np.tan(np.radians(degrees)) * vy + 0.3
+            )
 
 
 @pytest.mark.parametrize("family", ["background_pattern", "background_photo"])
@@ -139,8 +150,10 @@ def test_severity_is_monotonic_in_its_measured_effect(family, base, photos):
     """Mean absolute change from the i.i.d. image grows with severity (moons: stars repeat every 72 deg)."""
     params, images, _ = base
     moons = params.label == MOON
-    effect = [np.abs(shifted(base, photos, family, k).images[moons].astype(int) - images[moons]).mean()
-              for k in range(1, 6)]
+    effect = [
+        np.abs(shifted(base, photos, family, k).images[moons].astype(int) - images[moons]).mean()
+        for k in range(1, 6)
+    ]
     assert all(a < b for a, b in zip(effect, effect[1:], strict=False)), effect
 
 
@@ -153,11 +166,15 @@ def test_evaluation_photos_are_a_fixed_split_with_licences():
 def test_bad_severity_and_unknown_family_fail_clearly():
     with pytest.raises(shifts.ShiftError, match=r"severity 6 is outside 1..5"):
         shifts.severity_ops(FAMILIES, "scale", 6)
-    with pytest.raises(shifts.ShiftError, match=r"unknown shift family 'zoom'; choose from \['background_pattern'"):
+    with pytest.raises(
+        shifts.ShiftError, match=r"unknown shift family 'zoom'; choose from \['background_pattern'"
+    ):
         shifts.select(FAMILIES, ["zoom"])
     with pytest.raises(shifts.ShiftError, match="unknown operation 'warp'"):
         shifts.validate_catalog({"x": [{"warp": {}}] * 5})
-    with pytest.raises(shifts.ShiftError, match=r"affine takes \['rotate', 'scale', 'shear'\], not \['zoom'\]"):
+    with pytest.raises(
+        shifts.ShiftError, match=r"affine takes \['rotate', 'scale', 'shear'\], not \['zoom'\]"
+    ):
         shifts.validate_catalog({"x": [{"affine": {"zoom": 2}}] * 5})
 
 
@@ -167,7 +184,9 @@ def test_a_family_added_in_yaml_is_evaluated_with_no_code_change(cfg_factory, tm
         "defaults: [default]\nfamilies:\n  squash:\n"
         + "".join(f"    - {{affine: {{scale: {s}, shear: {s * 10}}}}}\n" for s in (1.1, 1.2, 1.3, 1.4, 1.5))
     )
-    cfg = cfg_factory("debug=smoke", "logger=none", "shift=mine", f"hydra.searchpath=[file://{tmp_path / 'conf'}]")
+    cfg = cfg_factory(
+        "debug=smoke", "logger=none", "shift=mine", f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    )
     metrics = train(cfg)
     assert_metrics_consistent(metrics, {f"squash/s{k}": 16 for k in range(1, 6)})
     assert "test/squash/acc" in metrics and "test/rotation/acc" in metrics

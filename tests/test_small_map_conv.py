@@ -12,12 +12,16 @@ from shapeshift.models.small_map_conv import SmallMapConv2d, use_small_map_conv
 def _pair(c_in, c_out, k, stride, padding, dtype=torch.float64):
     torch.manual_seed(0)
     reference = nn.Conv2d(c_in, c_out, k, stride=stride, padding=padding, bias=False).to(dtype)
-    fast = use_small_map_conv(nn.Sequential(nn.Conv2d(c_in, c_out, k, stride=stride, padding=padding, bias=False)))[0]
+    fast = use_small_map_conv(
+        nn.Sequential(nn.Conv2d(c_in, c_out, k, stride=stride, padding=padding, bias=False))
+    )[0]
     fast.to(dtype).load_state_dict(reference.state_dict())
     return reference, fast
 
 
-@pytest.mark.parametrize(("side", "k", "stride", "padding"), [(2, 3, 1, 1), (4, 3, 2, 1), (4, 1, 2, 0), (1, 3, 1, 1)])
+@pytest.mark.parametrize(
+    ("side", "k", "stride", "padding"), [(2, 3, 1, 1), (4, 3, 2, 1), (4, 1, 2, 0), (1, 3, 1, 1)]
+)
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_matmul_path_gives_the_library_gradients(side, k, stride, padding, channels_last):
     reference, fast = _pair(5, 7, k, stride, padding)
@@ -71,8 +75,11 @@ def test_resnets_use_it_on_their_last_stage_only(build):
     assert {name for name in swapped if name.startswith("layer4")}  # where 64 px images give 2x2 maps
     x = torch.randn(2, 3, 64, 64)
     hits = []
-    hooks = [m.register_forward_hook(lambda m, i, o: hits.append(m._takes_matmul_path(i[0])))
-             for m in model.modules() if isinstance(m, SmallMapConv2d)]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: hits.append(m._takes_matmul_path(i[0])))
+        for m in model.modules()
+        if isinstance(m, SmallMapConv2d)
+    ]
     model(x).sum().backward()
     for h in hooks:
         h.remove()

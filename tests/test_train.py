@@ -27,13 +27,24 @@ def test_train_writes_metrics_json_and_a_checkpoint(cfg_factory, tmp_path):
 def test_the_strided_cnn_learns_the_shortcut(trainer, cfg_factory):
     """The study's first finding in miniature: perfect on i.i.d. data, lost in the opposite quadrants.
     The bf16 autocast preset must learn it as fp32 does."""
-    cfg = cfg_factory(*SMALL, "arch=cnn", f"trainer={trainer}", "data.image_size=32", "data.n_train_per_class=300",
-                      "data.n_val_per_class=50", "data.n_test_per_class=100", "shift.n_per_class=100",
-                      "trainer.max_epochs=4", "trainer.limit_train_batches=null")
+    cfg = cfg_factory(
+        *SMALL,
+        "arch=cnn",
+        f"trainer={trainer}",
+        "data.image_size=32",
+        "data.n_train_per_class=300",
+        "data.n_val_per_class=50",
+        "data.n_test_per_class=100",
+        "shift.n_per_class=100",
+        "trainer.max_epochs=4",
+        "trainer.limit_train_batches=null",
+    )
     metrics = train(cfg)
     assert metrics["test/iid/acc"] >= 0.95
     assert metrics["test/position/s5/acc"] <= 0.3
-    assert metrics["test/ood_iid_ratio"] == pytest.approx(metrics["test/ood/acc"] / metrics["test/iid/acc"], abs=1e-5)
+    assert metrics["test/ood_iid_ratio"] == pytest.approx(
+        metrics["test/ood/acc"] / metrics["test/iid/acc"], abs=1e-5
+    )
 
 
 def test_same_seed_same_metrics(cfg_factory, tmp_path):
@@ -56,21 +67,33 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
     config = {u.key: json.loads(u.value_json) for u in run.config.update}
     assert run.job_type == "train"  # the dashboard can group by choice names and filter by job type
     assert config["choices"] == {"arch": "cnn", "aug": "none", "cell": "cnn-none", "seed": 0}
-    summary = {u.key: json.loads(u.value_json) for r in records if r.WhichOneof("record_type") == "summary"
-               for u in r.summary.update}
+    summary = {
+        u.key: json.loads(u.value_json)
+        for r in records
+        if r.WhichOneof("record_type") == "summary"
+        for u in r.summary.update
+    }
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert summary["test/iid/acc"] == metrics["test/iid/acc"]
-    history = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
-               for r in records if r.WhichOneof("record_type") == "history"]
-    assert not any(k.startswith("test/") for row in history for k in row)  # test metrics once: summary, not history
+    history = [
+        {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
+    assert not any(
+        k.startswith("test/") for row in history for k in row
+    )  # test metrics once: summary, not history
     # Metrics against severity (step metric `severity`, 0 = i.i.d.), for the dashboard to average over runs.
     curve = {row["severity"]: row for row in history if "severity" in row}
     assert sorted(curve) == [0, 1, 2, 3, 4, 5]
     assert curve[0]["severity/rotation/acc"] == metrics["test/iid/acc"]
     assert curve[5]["severity/position/acc"] == metrics["test/position/s5/acc"]
     assert curve[3]["severity/rotation/auroc/msp"] == metrics["test/rotation/s3/auroc/msp"]
-    defined = {r.metric.name or r.metric.glob_name: r.metric.step_metric for r in records
-               if r.WhichOneof("record_type") == "metric"}
+    defined = {
+        r.metric.name or r.metric.glob_name: r.metric.step_metric
+        for r in records
+        if r.WhichOneof("record_type") == "metric"
+    }
     assert defined.get("severity/rotation/*") == "severity"
     # Accuracy-vs-severity charts and example images with predictions travel with the run.
     media = runs[0] / "files" / "media"
@@ -96,7 +119,9 @@ def test_a_resumed_run_continues_its_wandb_run(cfg_factory, tmp_path, monkeypatc
     runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 2  # one folder per process; `wandb sync` uploads both into the one run id
     # offline-run-<date>_<time>-<id>, and "-1" appended when both start in the same second
-    assert {re.match(r"offline-run-\d{8}_\d{6}-([a-z0-9]+)", p.name)[1] for p in runs} == {metrics["wandb/run_id"]}
+    assert {re.match(r"offline-run-\d{8}_\d{6}-([a-z0-9]+)", p.name)[1] for p in runs} == {
+        metrics["wandb/run_id"]
+    }
     assert len(metrics["wandb/run_id"]) == 8
 
 

@@ -11,15 +11,31 @@ from shapeshift.train import train
 from tests.helpers import without_measurements
 
 # Random crops and flips, drawn per sample: visible in every image.
-AUG = [{"_target_": "albumentations.HorizontalFlip", "p": 0.5},
-       {"_target_": "albumentations.Affine", "translate_percent": [-0.2, 0.2], "rotate": [-30, 30],
-        "border_mode": 1, "p": 1.0}]
+AUG = [
+    {"_target_": "albumentations.HorizontalFlip", "p": 0.5},
+    {
+        "_target_": "albumentations.Affine",
+        "translate_percent": [-0.2, 0.2],
+        "rotate": [-30, 30],
+        "border_mode": 1,
+        "p": 1.0,
+    },
+]
 
 
 def datamodule(cache_dir, num_workers: int, seed: int = 0) -> ShapesDataModule:
-    dm = ShapesDataModule(image_size=32, n_train_per_class=24, n_val_per_class=4, n_test_per_class=4,
-                          batch_size=8, eval_batch_size=8, num_workers=num_workers, cache_dir=str(cache_dir),
-                          train_transform=build_augmentation(AUG, seed), train_seed=seed)
+    dm = ShapesDataModule(
+        image_size=32,
+        n_train_per_class=24,
+        n_val_per_class=4,
+        n_test_per_class=4,
+        batch_size=8,
+        eval_batch_size=8,
+        num_workers=num_workers,
+        cache_dir=str(cache_dir),
+        train_transform=build_augmentation(AUG, seed),
+        train_seed=seed,
+    )
     dm.setup("fit")
     return dm
 

@@ -21,8 +21,10 @@ def main(cfg: DictConfig) -> None:
             result = rank_sweep(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.accelerator)
             best = result["best"]
             print(f"ranked {len(result['runs'])} runs -> {result['md']}")
-            print(f"deploy: arch={best['arch']} aug={best['aug']}"
-                  + ("" if result["labelled"] else " (unlabelled sample: ranked by flagged share only)"))
+            print(
+                f"deploy: arch={best['arch']} aug={best['aug']}"
+                + ("" if result["labelled"] else " (unlabelled sample: ranked by flagged share only)")
+            )
         else:
             print(summary(audit(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.sheet, cfg.accelerator)))
 

@@ -31,8 +31,14 @@ def _paths(run: str, images: str, out: str | None) -> tuple[Path, Path, Path]:
     return run_dir, folder, out_dir
 
 
-def audit(run: str, images: str, out: str | None = None, keep: float = 0.95, sheet: int = 48,
-          accelerator: str = AUTO) -> dict:
+def audit(
+    run: str,
+    images: str,
+    out: str | None = None,
+    keep: float = 0.95,
+    sheet: int = 48,
+    accelerator: str = AUTO,
+) -> dict:
     """One run on one folder: per-image predictions and flags, a contact sheet, a summary dict. The model runs
     on the device `accelerator` chooses (`auto`: the GPU when there is one)."""
     run_dir, folder, out_dir = _paths(run, images, out)
@@ -46,26 +52,58 @@ def audit(run: str, images: str, out: str | None = None, keep: float = 0.95, she
     classes = s.class_names
     with open(out_dir / "audit.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["file", *(["true_class"] if sample.labelled else []), "predicted_class", "confidence",
-                    f"score_{s.gate}", "ood_flag"])
+        w.writerow(
+            [
+                "file",
+                *(["true_class"] if sample.labelled else []),
+                "predicted_class",
+                "confidence",
+                f"score_{s.gate}",
+                "ood_flag",
+            ]
+        )
         for i, name in enumerate(sample.names):
             truth = [classes[sample.labels[i]]] if sample.labelled else []
-            w.writerow([name, *truth, classes[s.predicted[i]], f"{s.confidence[i]:.6f}", f"{s.score[i]:.6g}",
-                        int(s.flagged[i])])
+            w.writerow(
+                [
+                    name,
+                    *truth,
+                    classes[s.predicted[i]],
+                    f"{s.confidence[i]:.6f}",
+                    f"{s.score[i]:.6g}",
+                    int(s.flagged[i]),
+                ]
+            )
     with open(out_dir / "skipped.csv", "w", newline="") as f:
         csv.writer(f).writerows([["file", "reason"], *sample.skipped])
     if sample.names:
         captions = [f"{classes[p]} {c:.2f}" for p, c in zip(s.predicted, s.confidence, strict=True)]
-        contact_sheet(out_dir / "contact_sheet.png", sample.images, sample.names, captions, s.score, s.flagged,
-                      sheet, f"most suspicious first (gate {s.gate}); flagged in red")
+        contact_sheet(
+            out_dir / "contact_sheet.png",
+            sample.images,
+            sample.names,
+            captions,
+            s.score,
+            s.flagged,
+            sheet,
+            f"most suspicious first (gate {s.gate}); flagged in red",
+        )
     return _result(s, sample, out_dir)
 
 
 def _result(s: Screening, sample: Folder, out_dir: Path) -> dict:
     n = len(sample.names)
-    result = {"out": out_dir, "n": n, "skipped": sample.skipped, "gate": s.gate, "threshold": s.cut,
-              "keep": s.keep, "iid_flagged": s.iid_flagged, "flagged": float(s.flagged.mean()) if n else 0.0,
-              "classes": {c: int((s.predicted == i).sum()) for i, c in enumerate(s.class_names)}}
+    result = {
+        "out": out_dir,
+        "n": n,
+        "skipped": sample.skipped,
+        "gate": s.gate,
+        "threshold": s.cut,
+        "keep": s.keep,
+        "iid_flagged": s.iid_flagged,
+        "flagged": float(s.flagged.mean()) if n else 0.0,
+        "classes": {c: int((s.predicted == i).sum()) for i, c in enumerate(s.class_names)},
+    }
     if sample.labelled:
         correct = s.predicted == sample.labels
         accepted = ~s.flagged
@@ -76,24 +114,32 @@ def _result(s: Screening, sample: Folder, out_dir: Path) -> dict:
 
 def summary(result: dict) -> str:
     n = result["n"]
-    lines = [f"audited {n} images ({len(result['skipped'])} skipped) -> {result['out']}",
-             f"gate: {result['gate']} score < {result['threshold']:.6g} is flagged "
-             f"(keeps {result['keep']:.0%} of the run's i.i.d. validation images)",
-             f"flagged o.o.d.: {result['flagged']:.1%} (i.i.d. validation: {result['iid_flagged']:.1%})",
-             "predicted classes: " + ", ".join(f"{c} {k}" for c, k in result["classes"].items())]
+    lines = [
+        f"audited {n} images ({len(result['skipped'])} skipped) -> {result['out']}",
+        f"gate: {result['gate']} score < {result['threshold']:.6g} is flagged "
+        f"(keeps {result['keep']:.0%} of the run's i.i.d. validation images)",
+        f"flagged o.o.d.: {result['flagged']:.1%} (i.i.d. validation: {result['iid_flagged']:.1%})",
+        "predicted classes: " + ", ".join(f"{c} {k}" for c, k in result["classes"].items()),
+    ]
     if "accuracy" in result:
         acc, accepted = result["accuracy"], result["accepted_accuracy"]
-        lines.append(f"accuracy on this labelled sample: {acc:.3f}; on the images the gate accepts: "
-                     + (f"{accepted:.3f}" if accepted is not None else "none accepted"))
+        lines.append(
+            f"accuracy on this labelled sample: {acc:.3f}; on the images the gate accepts: "
+            + (f"{accepted:.3f}" if accepted is not None else "none accepted")
+        )
     lines += [f"  skipped {name}: {reason}" for name, reason in result["skipped"]]
     if n and result["flagged"] >= max(3 * result["iid_flagged"], 0.15):
-        lines.append(f"WARNING: {result['flagged']:.0%} of these images look unlike the data this model was "
-                     f"trained on, against {result['iid_flagged']:.0%} of its own validation images. Its "
-                     "predictions on them are not trustworthy: look at contact_sheet.png before relying on it.")
+        lines.append(
+            f"WARNING: {result['flagged']:.0%} of these images look unlike the data this model was "
+            f"trained on, against {result['iid_flagged']:.0%} of its own validation images. Its "
+            "predictions on them are not trustworthy: look at contact_sheet.png before relying on it."
+        )
     return "\n".join(lines)
 
 
-def rank_sweep(sweep: str, images: str, out: str | None = None, keep: float = 0.95, accelerator: str = AUTO) -> dict:
+def rank_sweep(
+    sweep: str, images: str, out: str | None = None, keep: float = 0.95, accelerator: str = AUTO
+) -> dict:
     """Every finished run of a sweep screened on one folder; runs and cells ranked (ranking.csv, .md)."""
     sweep_dir, folder, out_dir = _paths(sweep, images, out)
     rows, labelled = [], None
@@ -107,11 +153,24 @@ def rank_sweep(sweep: str, images: str, out: str | None = None, keep: float = 0.
         sample = read_folder(folder, cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names))
         s = screen(run_dir, sample, keep, loaded, accelerator)
         labelled = sample.labelled
-        rows.append({"arch": info.arch, "aug": info.aug, "seed": info.seed, "n": len(sample.names),
-                     "correct": int((s.predicted == sample.labels).sum()) if labelled else None,
-                     "flagged": int(s.flagged.sum()), "gate": s.gate, "run_dir": str(run_dir)})
+        rows.append(
+            {
+                "arch": info.arch,
+                "aug": info.aug,
+                "seed": info.seed,
+                "n": len(sample.names),
+                "correct": int((s.predicted == sample.labels).sum()) if labelled else None,
+                "flagged": int(s.flagged.sum()),
+                "gate": s.gate,
+                "run_dir": str(run_dir),
+            }
+        )
     if not rows:
         raise ConfigError(f"no finished runs under {sweep_dir}")
     runs, cells = ranking.rank(rows, bool(labelled))
-    return {**ranking.write(out_dir, runs, cells, bool(labelled), folder), "runs": runs, "cells": cells,
-            "labelled": bool(labelled)}
+    return {
+        **ranking.write(out_dir, runs, cells, bool(labelled), folder),
+        "runs": runs,
+        "cells": cells,
+        "labelled": bool(labelled),
+    }

@@ -44,9 +44,14 @@ class Folder:
 def read_folder(folder: Path, size: int, channels: int, class_names: tuple[str, ...]) -> Folder:
     """Labelled when subfolders are named after classes (case ignored); then only their images are read."""
     by_name = {c.lower(): i for i, c in enumerate(class_names)}
-    class_dirs = {p: by_name[p.name.lower()] for p in folder.iterdir() if p.is_dir() and p.name.lower() in by_name}
-    sources = ([(p, label) for d, label in sorted(class_dirs.items()) for p in sorted(d.iterdir()) if p.is_file()]
-               if class_dirs else [(p, None) for p in sorted(folder.iterdir()) if p.is_file()])
+    class_dirs = {
+        p: by_name[p.name.lower()] for p in folder.iterdir() if p.is_dir() and p.name.lower() in by_name
+    }
+    sources = (
+        [(p, label) for d, label in sorted(class_dirs.items()) for p in sorted(d.iterdir()) if p.is_file()]
+        if class_dirs
+        else [(p, None) for p in sorted(folder.iterdir()) if p.is_file()]
+    )
     out, images, labels = Folder(), [], []
     for path, label in sources:
         name = str(path.relative_to(folder))

@@ -43,20 +43,36 @@ def rank(rows: Sequence[dict], labelled: bool) -> tuple[list[dict], list[dict]]:
         cells.setdefault((r["arch"], r["aug"]), []).append(r)
     ranked = []
     for (arch, aug), members in cells.items():
-        cell = {"arch": arch, "aug": aug, "seeds": len(members),
-                "flagged_share": mean_interval(m["flagged_share"] for m in members)}
+        cell = {
+            "arch": arch,
+            "aug": aug,
+            "seeds": len(members),
+            "flagged_share": mean_interval(m["flagged_share"] for m in members),
+        }
         if labelled:
             cell["accuracy"] = mean_interval(m["accuracy"] for m in members)
         ranked.append(cell)
-    cell_key = ((lambda c: (-c["accuracy"].mean, c["flagged_share"].mean)) if labelled
-                else (lambda c: c["flagged_share"].mean))
+    cell_key = (
+        (lambda c: (-c["accuracy"].mean, c["flagged_share"].mean))
+        if labelled
+        else (lambda c: c["flagged_share"].mean)
+    )
     return runs, sorted(ranked, key=cell_key)
 
 
 def write(out: Path, runs: list[dict], cells: list[dict], labelled: bool, folder: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    columns = ["arch", "aug", "seed", "n", *(["correct", "accuracy", "low", "high"] if labelled else []),
-               "flagged", "flagged_share", "gate", "run_dir"]
+    columns = [
+        "arch",
+        "aug",
+        "seed",
+        "n",
+        *(["correct", "accuracy", "low", "high"] if labelled else []),
+        "flagged",
+        "flagged_share",
+        "gate",
+        "run_dir",
+    ]
     with open(out / "ranking.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(columns)
@@ -64,24 +80,73 @@ def write(out: Path, runs: list[dict], cells: list[dict], labelled: bool, folder
     best = cells[0] if cells else None
     lines = [f"# Which model to deploy on `{folder}`", ""]
     if labelled:
-        lines += ["Ranked by accuracy on this labelled sample (95% Wilson interval for its size); the gate's "
-                  "flagged share breaks ties. Cells: mean over seeds ± 95% Student-t half-width.", ""]
-        lines += [markdown_table(["rank", "arch", "aug", "seeds", "accuracy", "flagged"],
-                                 [[str(i + 1), c["arch"], c["aug"], str(c["seeds"]), c["accuracy"].cell(),
-                                   c["flagged_share"].cell()] for i, c in enumerate(cells)]), ""]
-        lines += [markdown_table(["arch", "aug", "seed", "n", "accuracy", "95% interval", "flagged"],
-                                 [[r["arch"], r["aug"], str(r["seed"]), str(r["n"]), f"{r['accuracy']:.3f}",
-                                   f"{r['low']:.3f}-{r['high']:.3f}", f"{r['flagged_share']:.3f}"] for r in runs]), ""]
+        lines += [
+            "Ranked by accuracy on this labelled sample (95% Wilson interval for its size); the gate's "
+            "flagged share breaks ties. Cells: mean over seeds ± 95% Student-t half-width.",
+            "",
+        ]
+        lines += [
+            markdown_table(
+                ["rank", "arch", "aug", "seeds", "accuracy", "flagged"],
+                [
+                    [
+                        str(i + 1),
+                        c["arch"],
+                        c["aug"],
+                        str(c["seeds"]),
+                        c["accuracy"].cell(),
+                        c["flagged_share"].cell(),
+                    ]
+                    for i, c in enumerate(cells)
+                ],
+            ),
+            "",
+        ]
+        lines += [
+            markdown_table(
+                ["arch", "aug", "seed", "n", "accuracy", "95% interval", "flagged"],
+                [
+                    [
+                        r["arch"],
+                        r["aug"],
+                        str(r["seed"]),
+                        str(r["n"]),
+                        f"{r['accuracy']:.3f}",
+                        f"{r['low']:.3f}-{r['high']:.3f}",
+                        f"{r['flagged_share']:.3f}",
+                    ]
+                    for r in runs
+                ],
+            ),
+            "",
+        ]
     else:
-        lines += ["**Unlabelled sample: ranked by the share each model's gate flags, not by accuracy.** A low "
-                  "share says the images look like that model's training data; it does not say the model is "
-                  "right. Add one subfolder per class to rank by accuracy.", ""]
-        lines += [markdown_table(["rank", "arch", "aug", "seeds", "flagged"],
-                                 [[str(i + 1), c["arch"], c["aug"], str(c["seeds"]), c["flagged_share"].cell()]
-                                  for i, c in enumerate(cells)]), ""]
+        lines += [
+            "**Unlabelled sample: ranked by the share each model's gate flags, not by accuracy.** A low "
+            "share says the images look like that model's training data; it does not say the model is "
+            "right. Add one subfolder per class to rank by accuracy.",
+            "",
+        ]
+        lines += [
+            markdown_table(
+                ["rank", "arch", "aug", "seeds", "flagged"],
+                [
+                    [str(i + 1), c["arch"], c["aug"], str(c["seeds"]), c["flagged_share"].cell()]
+                    for i, c in enumerate(cells)
+                ],
+            ),
+            "",
+        ]
     if best:
-        lines += [f"Deploy: **arch={best['arch']} aug={best['aug']}**" + (
-            f" (accuracy {best['accuracy'].cell()} over {best['seeds']} seeds)." if labelled
-            else f" (fewest flagged: {best['flagged_share'].cell()}); check its accuracy on labelled data first."), ""]
+        lines += [
+            f"Deploy: **arch={best['arch']} aug={best['aug']}**"
+            + (
+                f" (accuracy {best['accuracy'].cell()} over {best['seeds']} seeds)."
+                if labelled
+                else f" (fewest flagged: {best['flagged_share'].cell()}); "
+                "check its accuracy on labelled data first."
+            ),
+            "",
+        ]
     (out / "ranking.md").write_text("\n".join(lines))
     return {"csv": out / "ranking.csv", "md": out / "ranking.md", "best": best}

@@ -42,8 +42,8 @@ def load(run_dir: Path):
 
 
 def screen(run_dir: Path, folder: Folder, keep: float, loaded=None, accelerator: str = AUTO) -> Screening:
-    """The run's predictions and gate scores for `folder`, on the device `accelerator` chooses (`auto`: the GPU
-    when there is one); the gate's threshold is set again on the run's i.i.d. validation images, same device."""
+    """The run's predictions and gate scores for `folder`, on the device `accelerator` chooses (`auto`: the
+    GPU when there is one); the gate's threshold is set again on the run's i.i.d. validation images."""
     cfg, datamodule, model = loaded or load(run_dir)
     model = model.to(device_for(accelerator))  # inputs follow the model (DetectorBank._passes)
     (qc,) = quality_control(cfg, str(run_dir)) or [None]
@@ -57,8 +57,15 @@ def screen(run_dir: Path, folder: Folder, keep: float, loaded=None, accelerator:
         raise ConfigError(f"the gate {bank.gate} cannot set a threshold for {run_dir}: {err}") from None
     logits, scores = bank.forward_scores(model, folder.images)
     probs = logits.softmax(1) if len(logits) else logits
-    return Screening(bank.gate, cut, keep, float((val[bank.gate] < cut).double().mean()),
-                     probs.argmax(1).numpy() if len(probs) else np.empty(0, np.int64),
-                     probs.amax(1).numpy() if len(probs) else np.empty(0),
-                     scores[bank.gate].numpy(), tuple(datamodule.class_names), datamodule.channels,
-                     cfg.data.image_size)
+    return Screening(
+        bank.gate,
+        cut,
+        keep,
+        float((val[bank.gate] < cut).double().mean()),
+        probs.argmax(1).numpy() if len(probs) else np.empty(0, np.int64),
+        probs.amax(1).numpy() if len(probs) else np.empty(0),
+        scores[bank.gate].numpy(),
+        tuple(datamodule.class_names),
+        datamodule.channels,
+        cfg.data.image_size,
+    )

@@ -45,8 +45,9 @@ def shape_coverage(img: np.ndarray, min_contrast: float = MIN_CONTRAST) -> tuple
     return coverage.astype(np.float32), level
 
 
-def replace_background(img: np.ndarray, make_background: Callable[[int, int], np.ndarray],
-                       min_contrast: float = MIN_CONTRAST) -> np.ndarray:
+def replace_background(
+    img: np.ndarray, make_background: Callable[[int, int], np.ndarray], min_contrast: float = MIN_CONTRAST
+) -> np.ndarray:
     """Composite the image's shape over `make_background(level, size)` ((size, size, 3) float, any range).
 
     Works on (H, W), (H, W, 1) and (H, W, 3) uint8 images; an image without a visible shape is returned
@@ -94,17 +95,23 @@ class RandomPatternBackground(A.ImageOnlyTransform):
                 raise ValueError(f"kinds must be some of {backgrounds.PATTERN_KINDS}, got {self.kinds}")
             return self
 
-    def __init__(self, contrast: tuple[float, float] = (0.1, 0.8),
-                 kinds: Sequence[str] = backgrounds.PATTERN_KINDS, min_contrast: float = MIN_CONTRAST,
-                 p: float = 0.5):
+    def __init__(
+        self,
+        contrast: tuple[float, float] = (0.1, 0.8),
+        kinds: Sequence[str] = backgrounds.PATTERN_KINDS,
+        min_contrast: float = MIN_CONTRAST,
+        p: float = 0.5,
+    ):
         super().__init__(p=p)
         self.contrast = tuple(contrast)
         self.kinds = tuple(kinds)
         self.min_contrast = min_contrast
 
     def get_params(self) -> dict[str, Any]:
-        return {"contrast": self.py_random.uniform(*self.contrast),
-                "background_seed": int(self.random_generator.integers(2**63))}
+        return {
+            "contrast": self.py_random.uniform(*self.contrast),
+            "background_seed": int(self.random_generator.integers(2**63)),
+        }
 
     def apply(self, img: np.ndarray, contrast: float, background_seed: int, **params: Any) -> np.ndarray:
         def make(level: int, size: int) -> np.ndarray:
@@ -135,8 +142,13 @@ class RandomPhotoBackground(A.ImageOnlyTransform):
             _check_range("alpha", self.alpha, 0.0, 1.0)
             return self
 
-    def __init__(self, alpha: tuple[float, float] = (0.3, 1.0), photo_dir: str | None = None,
-                 min_contrast: float = MIN_CONTRAST, p: float = 0.5):
+    def __init__(
+        self,
+        alpha: tuple[float, float] = (0.3, 1.0),
+        photo_dir: str | None = None,
+        min_contrast: float = MIN_CONTRAST,
+        p: float = 0.5,
+    ):
         super().__init__(p=p)
         self.alpha = tuple(alpha)
         self.photo_dir = photo_dir
@@ -152,8 +164,10 @@ class RandomPhotoBackground(A.ImageOnlyTransform):
         return self._photos
 
     def get_params(self) -> dict[str, Any]:
-        return {"alpha": self.py_random.uniform(*self.alpha),
-                "background_seed": int(self.random_generator.integers(2**63))}
+        return {
+            "alpha": self.py_random.uniform(*self.alpha),
+            "background_seed": int(self.random_generator.integers(2**63)),
+        }
 
     def apply(self, img: np.ndarray, alpha: float, background_seed: int, **params: Any) -> np.ndarray:
         def make(level: int, size: int) -> np.ndarray:

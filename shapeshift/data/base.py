@@ -20,7 +20,9 @@ from shapeshift.config import ConfigError
 
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(
+        labels.astype(np.int64)
+    )
 
 
 def scale_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -126,20 +128,30 @@ class ArrayDataModule(L.LightningDataModule):
         return TensorDataset(*_to_tensors(images, labels), torch.from_numpy(index))
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def device_batch_size(self) -> int:
         """`batch_size` is the batch an optimizer step sees: under DDP each of the world's processes loads
         its share, so a run on N devices steps with the same batch and learning rate as on one."""
         world = self.trainer.world_size if self.trainer is not None else 1
         if self.batch_size % world:
-            raise ConfigError(f"data.batch_size={self.batch_size} must be a multiple of the {world} processes "
-                              "training together (it is the batch of one optimizer step, split among them)")
+            raise ConfigError(
+                f"data.batch_size={self.batch_size} must be a multiple of the {world} processes "
+                "training together (it is the batch of one optimizer step, split among them)"
+            )
         return self.batch_size // world
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.device_batch_size(), EpochShuffle(self.train_set, self.train_seed))
+        return self._loader(
+            self.train_set, self.device_batch_size(), EpochShuffle(self.train_set, self.train_seed)
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size)

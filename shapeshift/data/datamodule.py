@@ -57,8 +57,13 @@ class ShapesDataModule(ArrayDataModule):
         return names
 
     def _split_spec(self, split: str) -> dict:
-        return {"kind": "split", "split": split, "image_size": self.image_size,
-                "n_per_class": self.sizes[split], "seed": self.seed}
+        return {
+            "kind": "split",
+            "split": split,
+            "image_size": self.image_size,
+            "n_per_class": self.sizes[split],
+            "seed": self.seed,
+        }
 
     def _params(self, split: str):
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLITS[split]]))
@@ -85,8 +90,14 @@ class ShapesDataModule(ArrayDataModule):
     def _render_shift(self, name: str, ops_per_image, n_per_class: int) -> dict[str, np.ndarray]:
         """`ops_per_image`: one severity's ops for the whole set, or (for `mix`) a list of (set, ops)."""
         base = self._ood_base(n_per_class)
-        spec = {"kind": "shift", "name": name, "ops": ops_per_image, "base": self._split_spec("test"),
-                "n_per_class": len(base) // self.num_classes, **self._photo_spec()}
+        spec = {
+            "kind": "shift",
+            "name": name,
+            "ops": ops_per_image,
+            "base": self._split_spec("test"),
+            "n_per_class": len(base) // self.num_classes,
+            **self._photo_spec(),
+        }
 
         def build():
             rng = np.random.default_rng(shifts.set_seed(self.seed, name))
@@ -112,8 +123,11 @@ class ShapesDataModule(ArrayDataModule):
             elif name == IID:
                 self._sets[name] = self._load("test")
             elif name == MIX:
-                mix = [(f"{f}/s{k}", shifts.severity_ops(self.families, f, k))
-                       for f in self.families for k in shifts.SEVERITIES]
+                mix = [
+                    (f"{f}/s{k}", shifts.severity_ops(self.families, f, k))
+                    for f in self.families
+                    for k in shifts.SEVERITIES
+                ]
                 self._sets[name] = self._render_shift(MIX, mix, int(self.shift.get("mix_n_per_class", 0)))
             else:
                 family, sev = name.rsplit("/s", 1)

@@ -69,8 +69,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     dims = struct.unpack(f">{ndim}I", data[4:header])
     expected = math.prod(dims)
     if len(data) - header != expected:
-        raise ConfigError(f"{path} should hold {expected} bytes of data for shape {dims}, "
-                          f"found {len(data) - header}")
+        raise ConfigError(
+            f"{path} should hold {expected} bytes of data for shape {dims}, found {len(data) - header}"
+        )
     return np.frombuffer(data, np.uint8, offset=header).reshape(dims)
 
 
@@ -81,18 +82,24 @@ def missing_files(root: str | Path) -> list[str]:
 def load_split(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images (N, 28, 28) uint8, labels (N,) int64) of the `train` or `test` IDX files in `root`."""
     if root is None:
-        raise ConfigError("data=mnist needs data.root=<folder with the MNIST IDX files> (nothing is downloaded)")
+        raise ConfigError(
+            "data=mnist needs data.root=<folder with the MNIST IDX files> (nothing is downloaded)"
+        )
     if not Path(root).expanduser().is_dir():
         raise ConfigError(f"data.root={root} is not a folder (data=mnist reads the MNIST IDX files from it)")
     missing = missing_files(root)
     if missing:
-        raise ConfigError(f"data.root={root} lacks the MNIST files {', '.join(missing)} "
-                          "(each may be .gz; nothing is downloaded)")
+        raise ConfigError(
+            f"data.root={root} lacks the MNIST files {', '.join(missing)} "
+            "(each may be .gz; nothing is downloaded)"
+        )
     image_path, label_path = (find_file(root, name) for name in FILES[split])
     images, labels = read_idx(image_path), read_idx(label_path)
     if images.ndim != 3 or labels.ndim != 1:
-        raise ConfigError(f"{image_path} / {label_path}: expected images (N, H, W) and labels (N,), "
-                          f"got {images.shape} and {labels.shape}")
+        raise ConfigError(
+            f"{image_path} / {label_path}: expected images (N, H, W) and labels (N,), "
+            f"got {images.shape} and {labels.shape}"
+        )
     if len(images) != len(labels):
         raise ConfigError(f"{image_path} holds {len(images)} images but {label_path} {len(labels)} labels")
     if labels.size and labels.max() >= NUM_CLASSES:
@@ -147,15 +154,20 @@ class MnistDataModule(ArrayDataModule):
         if self.channels not in (1, 3):
             raise ConfigError(f"data.channels must be 1 (or 3: grey repeated) for MNIST, got {self.channels}")
         if self.configured_classes != NUM_CLASSES:
-            raise ConfigError(f"data.num_classes must be {NUM_CLASSES} for MNIST, got {self.configured_classes}")
+            raise ConfigError(
+                f"data.num_classes must be {NUM_CLASSES} for MNIST, got {self.configured_classes}"
+            )
 
     def _format(self, images: np.ndarray) -> np.ndarray:
         """(N, 28, 28) -> (N, S, S, C) uint8: resized to `image_size`, grey repeated to `channels`."""
         if self.image_size != images.shape[1] or self.image_size != images.shape[2]:
             interp = cv2.INTER_AREA if self.image_size < images.shape[1] else cv2.INTER_LINEAR
             size = (self.image_size, self.image_size)
-            images = np.stack([cv2.resize(img, size, interpolation=interp) for img in images]) if len(images) \
+            images = (
+                np.stack([cv2.resize(img, size, interpolation=interp) for img in images])
+                if len(images)
                 else np.empty((0, *size), np.uint8)
+            )
         return np.ascontiguousarray(np.repeat(images[..., None], self.channels, axis=3))
 
     def _split_indices(self, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -166,8 +178,10 @@ class MnistDataModule(ArrayDataModule):
         for digit in range(NUM_CLASSES):
             idx = order[labels[order] == digit]
             if len(idx) <= n_val:
-                raise ConfigError(f"data.n_val_per_class={n_val} leaves no training image of digit {digit} "
-                                  f"({len(idx)} in {self.root})")
+                raise ConfigError(
+                    f"data.n_val_per_class={n_val} leaves no training image of digit {digit} "
+                    f"({len(idx)} in {self.root})"
+                )
             val.append(idx[:n_val])
             train.append(idx[n_val : n_val + n_train])
         return {"val": np.sort(np.concatenate(val)), "train": np.sort(np.concatenate(train))}
@@ -179,8 +193,11 @@ class MnistDataModule(ArrayDataModule):
                 self._sets[name] = self._load("test")
             elif name == "test":
                 images, labels = load_split(self.root, "test")
-                keep = np.sort(np.concatenate(
-                    [np.flatnonzero(labels == d)[: self.sizes["test"]] for d in range(NUM_CLASSES)]))
+                keep = np.sort(
+                    np.concatenate(
+                        [np.flatnonzero(labels == d)[: self.sizes["test"]] for d in range(NUM_CLASSES)]
+                    )
+                )
                 self._sets[name] = (self._format(images[keep]), labels[keep])
             elif name in ("train", "val"):
                 images, labels = load_split(self.root, "train")

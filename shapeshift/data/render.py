@@ -70,7 +70,9 @@ def sample_params(
     rng.shuffle(label)
     n = len(label)
     choice = rng.integers(0, 2, size=n)
-    quadrant = np.array([TRAIN_QUADRANTS[int(c)][k] for c, k in zip(label, choice, strict=True)], dtype=np.int64)
+    quadrant = np.array(
+        [TRAIN_QUADRANTS[int(c)][k] for c, k in zip(label, choice, strict=True)], dtype=np.int64
+    )
     half_quadrant = image_size / 4
     radius = rng.uniform(*radius_range, size=n) * half_quadrant
     # Jitter the centre as far as the shape still fits inside its quadrant (1 px margin).
@@ -112,7 +114,9 @@ def moon_mask(image_size: int, cx: float, cy: float, radius: float, angle: float
     def disc(x: float, y: float, r: float) -> np.ndarray:
         canvas = np.zeros((image_size, image_size), np.uint8)
         centre = tuple(int(v) for v in _fixed(np.array([x - 0.5, y - 0.5])))
-        cv2.circle(canvas, centre, int(round(r * (1 << _SUBPIXEL_BITS))), 255, -1, cv2.LINE_AA, _SUBPIXEL_BITS)
+        cv2.circle(
+            canvas, centre, int(round(r * (1 << _SUBPIXEL_BITS))), 255, -1, cv2.LINE_AA, _SUBPIXEL_BITS
+        )
         return canvas.astype(np.float32) / 255.0
 
     a = np.deg2rad(angle)

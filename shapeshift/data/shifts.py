@@ -47,11 +47,15 @@ class ShiftError(ConfigError):
 def validate_catalog(families: Mapping[str, list]) -> None:
     for family, levels in families.items():
         if len(levels) != len(SEVERITIES):
-            raise ShiftError(f"shift family {family!r} has {len(levels)} severities; it needs {len(SEVERITIES)}")
+            raise ShiftError(
+                f"shift family {family!r} has {len(levels)} severities; it needs {len(SEVERITIES)}"
+            )
         for k, ops in enumerate(levels, start=1):
             for op, args in ops.items():
                 if op not in OPS:
-                    raise ShiftError(f"shift {family}/s{k}: unknown operation {op!r}; choose from {sorted(OPS)}")
+                    raise ShiftError(
+                        f"shift {family}/s{k}: unknown operation {op!r}; choose from {sorted(OPS)}"
+                    )
                 unknown = set(args) - OPS[op]
                 if unknown:
                     raise ShiftError(

@@ -46,7 +46,11 @@ class Classifier(L.LightningModule):
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(f"scheduler interval must be 'step' or 'epoch', got {scheduler_interval!r}")
         self.scheduler_interval = scheduler_interval
-        self.ece_bins, self.consistency_shift, self.consistency_seed = ece_bins, consistency_shift, consistency_seed
+        self.ece_bins, self.consistency_shift, self.consistency_seed = (
+            ece_bins,
+            consistency_shift,
+            consistency_seed,
+        )
         self.loss = nn.CrossEntropyLoss()
         self.loaded_checkpoint: dict = {}
         self.attach_qc(None)
@@ -117,7 +121,7 @@ class Classifier(L.LightningModule):
                 self.consistency.update(self.shift_agreement(x[iid]))
 
     def shift_agreement(self, x: torch.Tensor) -> torch.Tensor:
-        """Zhang (2019): is the predicted class the same under two random small translations? (0/1 per image)"""
+        """Zhang (2019): the same predicted class under two random small translations? (0/1 per image)"""
         a = random_translations(x, self.consistency_shift, self._shift_generator)
         b = random_translations(x, self.consistency_shift, self._shift_generator)
         return (self(a).argmax(1) == self(b).argmax(1)).float()
@@ -125,7 +129,9 @@ class Classifier(L.LightningModule):
     def on_test_epoch_end(self):
         # Not sent to the logger here: train() writes the whole result once (W&B: as the run's summary).
         # Per image, in the evaluation sets' order: what W&B's example images are chosen from.
-        self.test_predictions = tuple(torch.cat(t) for t in zip(*self._predictions, strict=True)) if self._predictions else ()
+        self.test_predictions = (
+            tuple(torch.cat(t) for t in zip(*self._predictions, strict=True)) if self._predictions else ()
+        )
         for i, name in enumerate(self.test_set_names):
             if not self.test_acc[i].update_called:
                 continue
@@ -143,17 +149,26 @@ class Classifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Saved after validation: this epoch's val/acc and val/loss describe exactly these weights.
-        checkpoint["val_metrics"] = {k: float(v) for k, v in self.trainer.callback_metrics.items()
-                                     if k.startswith("val/")}
+        checkpoint["val_metrics"] = {
+            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # Which weights a test evaluates is part of its result: the epoch (0-based) and step they come from.
-        self.loaded_checkpoint = {"epoch": int(checkpoint["epoch"]), "step": int(checkpoint["global_step"]),
-                                  **checkpoint.get("val_metrics", {})}
+        self.loaded_checkpoint = {
+            "epoch": int(checkpoint["epoch"]),
+            "step": int(checkpoint["global_step"]),
+            **checkpoint.get("val_metrics", {}),
+        }
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
-                                                       "interval": self.scheduler_interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": self.scheduler_factory(optimizer),
+                "interval": self.scheduler_interval,
+            },
+        }

@@ -1,4 +1,4 @@
-"""The three small CNNs of the study: strided, max-pooling, and non-subsampling with global average pooling."""
+"""The study's three small CNNs: strided, max-pooling, and non-subsampling with global average pooling."""
 
 from __future__ import annotations
 
@@ -10,14 +10,24 @@ from shapeshift.models.padding import set_padding_mode
 
 
 def _conv(c_in: int, c_out: int, kernel_size: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class StridedCNN(nn.Module):
     """Convolutions of stride 2 that subsample, then flatten and one linear layer."""
 
-    def __init__(self, num_classes: int, in_channels: int, image_size: int,
-                 widths: Sequence[int] = (32, 64, 128), kernel_size: int = 3, padding_mode: str = "zeros"):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        widths: Sequence[int] = (32, 64, 128),
+        kernel_size: int = 3,
+        padding_mode: str = "zeros",
+    ):
         super().__init__()
         layers, c = [], in_channels
         for w in widths:
@@ -37,8 +47,15 @@ class StridedCNN(nn.Module):
 class MaxPoolCNN(nn.Module):
     """Each convolution followed by 2x2 max pooling (the classic MNIST net), then flatten and linear."""
 
-    def __init__(self, num_classes: int, in_channels: int, image_size: int,
-                 widths: Sequence[int] = (32, 64, 128), kernel_size: int = 3, padding_mode: str = "zeros"):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        image_size: int,
+        widths: Sequence[int] = (32, 64, 128),
+        kernel_size: int = 3,
+        padding_mode: str = "zeros",
+    ):
         super().__init__()
         layers, c = [], in_channels
         for w in widths:
@@ -59,8 +76,14 @@ class GapCNN(nn.Module):
     Position can only leave through the final average, which discards it.
     """
 
-    def __init__(self, num_classes: int, in_channels: int,
-                 widths: Sequence[int] = (16, 32, 32), kernel_size: int = 5, padding_mode: str = "zeros"):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        widths: Sequence[int] = (16, 32, 32),
+        kernel_size: int = 5,
+        padding_mode: str = "zeros",
+    ):
         super().__init__()
         layers, c = [], in_channels
         for w in widths:

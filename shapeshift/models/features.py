@@ -53,8 +53,11 @@ class FeatureTap:
         stages = [self.by_size[size] for size in sorted(self.by_size, reverse=True)]  # early stages first
         self.by_size = {}
         last_global, last_spatial = stages[-1]
-        return {"global": last_global, "spatial": last_spatial,
-                "stages": torch.cat([F.normalize(quadrants, dim=1) for _, quadrants in stages], dim=1)}
+        return {
+            "global": last_global,
+            "spatial": last_spatial,
+            "stages": torch.cat([F.normalize(quadrants, dim=1) for _, quadrants in stages], dim=1),
+        }
 
 
 @contextmanager

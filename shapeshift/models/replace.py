@@ -7,7 +7,9 @@ from collections.abc import Callable
 from torch import nn
 
 
-def replace_modules(model: nn.Module, old_type: type[nn.Module], make: Callable[[nn.Module], nn.Module]) -> nn.Module:
+def replace_modules(
+    model: nn.Module, old_type: type[nn.Module], make: Callable[[nn.Module], nn.Module]
+) -> nn.Module:
     """Replaces, in place, every submodule of exactly `old_type` (not subclasses) by `make(old)`."""
     for parent in list(model.modules()):
         for name, child in parent.named_children():

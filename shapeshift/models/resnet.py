@@ -28,7 +28,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.downsample = None
         if stride != 1 or c_in != c_out:
-            self.downsample = nn.Sequential(SmallMapConv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            self.downsample = nn.Sequential(
+                SmallMapConv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -38,8 +40,14 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3, layers=(2, 2, 2, 2), padding_mode: str = "zeros",
-                 weights: str | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        layers=(2, 2, 2, 2),
+        padding_mode: str = "zeros",
+        weights: str | None = None,
+    ):
         super().__init__()
         self.conv1 = SmallMapConv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -74,8 +82,13 @@ class ResNet18(nn.Module):
 _AA_MIN_INPUT = {1: 4, 2: 20, 3: 20, 4: 36, 5: 36, 6: 52, 7: 52}
 
 
-def antialiased_resnet18(num_classes: int, in_channels: int = 3, filter_size: int = 4, padding_mode: str = "zeros",
-                         weights: str | None = None) -> nn.Module:
+def antialiased_resnet18(
+    num_classes: int,
+    in_channels: int = 3,
+    filter_size: int = 4,
+    padding_mode: str = "zeros",
+    weights: str | None = None,
+) -> nn.Module:
     """`antialiased_cnns.resnet18` (never downloaded: `weights` is a local state dict, e.g. Zhang's ImageNet
     weights saved by hand). filter_size=1 is not a plain ResNet-18."""
     if not 1 <= filter_size <= 7:

@@ -38,7 +38,9 @@ class _MatmulWeightGradConv2d(torch.autograd.Function):
             n, c_out = grad_out.shape[:2]
             cols = F.unfold(x, weight.shape[2:], padding=ctx.padding, stride=ctx.stride)  # N, C_in*k*k, L
             # Sum over images and positions in one product: (C_out, N*L) @ (N*L, C_in*k*k).
-            grad_w = grad_out.reshape(n, c_out, -1).transpose(0, 1).reshape(c_out, -1) @ cols.transpose(1, 2).reshape(-1, cols.shape[1])
+            grad_w = grad_out.reshape(n, c_out, -1).transpose(0, 1).reshape(c_out, -1) @ cols.transpose(
+                1, 2
+            ).reshape(-1, cols.shape[1])
             grad_w = grad_w.view(weight.shape)
         return grad_x, grad_w, None, None
 
@@ -49,8 +51,13 @@ class SmallMapConv2d(nn.Conv2d):
     def _takes_matmul_path(self, x: torch.Tensor) -> bool:
         if x.device.type != "cpu" or not (torch.is_grad_enabled() and self.weight.requires_grad):
             return False
-        if (self.bias is not None or self.groups != 1 or self.dilation != (1, 1) or self.padding_mode != "zeros"
-                or isinstance(self.padding, str)):
+        if (
+            self.bias is not None
+            or self.groups != 1
+            or self.dilation != (1, 1)
+            or self.padding_mode != "zeros"
+            or isinstance(self.padding, str)
+        ):
             return False
         h, w = x.shape[-2:]
         out_h = (h + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
@@ -63,16 +70,28 @@ class SmallMapConv2d(nn.Conv2d):
         # Autocast does not reach inside a custom Function: cast here as it would for a convolution.
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         with torch.autocast("cpu", enabled=False):
-            return _MatmulWeightGradConv2d.apply(x.to(dtype), self.weight.to(dtype), self.stride, self.padding)
+            return _MatmulWeightGradConv2d.apply(
+                x.to(dtype), self.weight.to(dtype), self.stride, self.padding
+            )
 
 
 def _small_map(old: nn.Conv2d) -> SmallMapConv2d:
-    fast = SmallMapConv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
-                          old.dilation, old.groups, old.bias is not None, old.padding_mode, device="meta")
+    fast = SmallMapConv2d(
+        old.in_channels,
+        old.out_channels,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        old.dilation,
+        old.groups,
+        old.bias is not None,
+        old.padding_mode,
+        device="meta",
+    )
     fast.weight, fast.bias = old.weight, old.bias
     return fast
 
 
 def use_small_map_conv(model: nn.Module) -> nn.Module:
-    """Swaps every plain `nn.Conv2d` in `model` for a `SmallMapConv2d` holding the same parameters, in place."""
+    """Swaps each plain `nn.Conv2d` in `model` for a `SmallMapConv2d` with the same parameters, in place."""
     return replace_modules(model, nn.Conv2d, _small_map)

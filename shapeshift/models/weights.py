@@ -25,11 +25,19 @@ def load_weights(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
     saved = saved.get("state_dict", saved) if isinstance(saved, dict) else saved
     own = model.state_dict()
     usable = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
-    report = {"loaded": sorted(usable), "skipped": sorted(k for k in saved if k not in usable),
-              "not_in_file": sorted(k for k in own if k not in usable)}
+    report = {
+        "loaded": sorted(usable),
+        "skipped": sorted(k for k in saved if k not in usable),
+        "not_in_file": sorted(k for k in own if k not in usable),
+    }
     if not usable:
         raise ValueError(f"arch.weights={path}: no tensor matches this network (names or shapes differ)")
     model.load_state_dict(usable, strict=False)
-    log.info("arch.weights: %d tensors loaded from %s; skipped (shape or name differs): %s; kept initial: %s",
-             len(usable), path, report["skipped"] or "none", report["not_in_file"] or "none")
+    log.info(
+        "arch.weights: %d tensors loaded from %s; skipped (shape or name differs): %s; kept initial: %s",
+        len(usable),
+        path,
+        report["skipped"] or "none",
+        report["not_in_file"] or "none",
+    )
     return report

@@ -59,8 +59,10 @@ class DetectorBank(nn.Module):
             logits.append(out.cpu())
             scores.append(self.scores(out, features))
         empty = torch.empty(0)
-        return (torch.cat(logits) if logits else empty,
-                {n: torch.cat([s[n] for s in scores]) if scores else empty for n in self.detectors})
+        return (
+            torch.cat(logits) if logits else empty,
+            {n: torch.cat([s[n] for s in scores]) if scores else empty for n in self.detectors},
+        )
 
     def fit(self, model, datamodule, bf16: bool = False, batch: int = 500) -> None:
         """Fit on the training images (no augmentation), then set the gate's cut on the validation images."""
@@ -108,28 +110,50 @@ class DetectorBank(nn.Module):
                     for key, value in detection(s[iid], s[member]).items():
                         metrics[f"test/{name}/{key}/{det}"] = value
             if not torch.isnan(self.cut):
-                for key, value in gate_metrics(scores[self.gate][member], correct[member], float(self.cut)).items():
+                for key, value in gate_metrics(
+                    scores[self.gate][member], correct[member], float(self.cut)
+                ).items():
                     metrics[f"test/{name}/{key}"] = math.nan if value is None else value
         curve_set = "mix" if "mix" in set_names else IID
         curves = {}
         if curve_set in set_names and (member := index == set_names.index(curve_set)).any():
-            curves = {"set": curve_set, "detector": self.gate,
-                      **risk_coverage(scores[self.gate][member], correct[member])}
+            curves = {
+                "set": curve_set,
+                "detector": self.gate,
+                **risk_coverage(scores[self.gate][member], correct[member]),
+            }
         return metrics, curves
 
 
 def save(bank: DetectorBank, path: Path) -> None:
-    torch.save({"detectors": list(bank.detectors), "gate": bank.gate, "keep": bank.keep, "k": bank.k,
-                "fitted_on": bank.fitted_on, "state_dict": bank.state_dict()}, path)
+    torch.save(
+        {
+            "detectors": list(bank.detectors),
+            "gate": bank.gate,
+            "keep": bank.keep,
+            "k": bank.k,
+            "fitted_on": bank.fitted_on,
+            "state_dict": bank.state_dict(),
+        },
+        path,
+    )
 
 
-def load(path: Path, detectors: Sequence[str], gate: str, keep: float, k: int, fitted_on: dict) -> DetectorBank | None:
+def load(
+    path: Path, detectors: Sequence[str], gate: str, keep: float, k: int, fitted_on: dict
+) -> DetectorBank | None:
     """The saved bank if it was fitted with this config on these weights, else None (refit)."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError):
         return None
-    same = (saved.get("detectors"), saved.get("gate"), saved.get("keep"), saved.get("k"), saved.get("fitted_on"))
+    same = (
+        saved.get("detectors"),
+        saved.get("gate"),
+        saved.get("keep"),
+        saved.get("k"),
+        saved.get("fitted_on"),
+    )
     if same != (list(detectors), gate, keep, k, fitted_on):
         return None
     bank = DetectorBank(detectors, gate, keep, k)

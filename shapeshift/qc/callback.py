@@ -17,8 +17,14 @@ log = logging.getLogger("shapeshift")
 
 
 class QualityControl(L.Callback):
-    def __init__(self, detectors: Sequence[str], gate: str, keep: float = 0.95, k: int = 10,
-                 run_dir: str | Path | None = None):
+    def __init__(
+        self,
+        detectors: Sequence[str],
+        gate: str,
+        keep: float = 0.95,
+        k: int = 10,
+        run_dir: str | Path | None = None,
+    ):
         self.detectors, self.gate, self.keep, self.k = list(detectors), gate, keep, k
         self.run_dir = Path(run_dir) if run_dir else None
 

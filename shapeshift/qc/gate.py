@@ -51,8 +51,10 @@ def gate_metrics(scores: torch.Tensor, correct: torch.Tensor, cut: float) -> dic
     """Share of a set the gate accepts, and the accuracy on what it accepts (None if it accepts nothing)."""
     accepted = scores.double() >= cut
     n = int(accepted.sum())
-    return {"coverage": n / len(scores) if len(scores) else None,
-            "accepted_acc": float(correct[accepted].float().mean()) if n else None}
+    return {
+        "coverage": n / len(scores) if len(scores) else None,
+        "accepted_acc": float(correct[accepted].float().mean()) if n else None,
+    }
 
 
 def risk_coverage(scores: torch.Tensor, correct: torch.Tensor, points: int = 20) -> dict[str, list[float]]:

@@ -1,8 +1,8 @@
 """Reports from run folders alone (metrics.json and the Hydra files): no torch, Lightning or Albumentations.
 
-    runs.py     find and read runs          stats.py    mean and 95% interval over seeds
-    tables.py   groups, gains, columns      writing.py  report.md, results.csv, the terminal table
-    plots.py    heatmap, severity curves, gains         callback.py  the report after every multirun
+runs.py     find and read runs          stats.py    mean and 95% interval over seeds
+tables.py   groups, gains, columns      writing.py  report.md, results.csv, the terminal table
+plots.py    heatmap, severity curves, gains         callback.py  the report after every multirun
 """
 
 from __future__ import annotations
@@ -18,12 +18,29 @@ from shapeshift.reporting.tables import Group, gains, main_rows, summarize
 from shapeshift.reporting.writing import CSV_FILE, REPORT_FILE, render_markdown, text_table, write_csv
 from shapeshift.run_dir import METRICS_FILE
 
-__all__ = ["Group", "ReportError", "Run", "Stat", "collect", "gains", "main_rows", "mean_interval",
-           "print_summary", "report", "summarize", "t_quantile"]
+__all__ = [
+    "Group",
+    "ReportError",
+    "Run",
+    "Stat",
+    "collect",
+    "gains",
+    "main_rows",
+    "mean_interval",
+    "print_summary",
+    "report",
+    "summarize",
+    "t_quantile",
+]
 
 
-def report(roots: Sequence[str | os.PathLike], out_dir: str | os.PathLike | None = None,
-           plots: bool = True, min_iid: float | None = None, metrics_file: str = METRICS_FILE) -> dict:
+def report(
+    roots: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    plots: bool = True,
+    min_iid: float | None = None,
+    metrics_file: str = METRICS_FILE,
+) -> dict:
     """Write report.md, results.csv and the plots into `out_dir` (default: the first root)."""
     roots = [str(r) for r in roots]
     runs = collect(roots, metrics_file)

@@ -31,8 +31,11 @@ class ReportAfterSweep(Callback):
             if str(logger.get("_target_", "")).endswith("WandbLogger"):
                 log_sweep_summary(sweep, result, logger)
         except Exception as err:  # noqa: BLE001 - a report problem must not fail a finished sweep
-            log.warning("the sweep finished but its report failed (%s); run: python -m shapeshift.report %s",
-                        err, sweep)
+            log.warning(
+                "the sweep finished but its report failed (%s); run: python -m shapeshift.report %s",
+                err,
+                sweep,
+            )
 
 
 def log_sweep_summary(sweep: Path, result: dict, logger: DictConfig) -> None:
@@ -43,12 +46,24 @@ def log_sweep_summary(sweep: Path, result: dict, logger: DictConfig) -> None:
 
     with (result["out"] / "results.csv").open() as f:
         rows = list(csv.reader(f))
-    run = wandb.init(project=logger.get("project"), entity=logger.get("entity"), dir=str(sweep),
-                     group=f"{sweep.parent.name}_{sweep.name}", name=f"report-{sweep.name}", job_type="report",
-                     mode=logger.get("mode") or wandb_mode())
+    run = wandb.init(
+        project=logger.get("project"),
+        entity=logger.get("entity"),
+        dir=str(sweep),
+        group=f"{sweep.parent.name}_{sweep.name}",
+        name=f"report-{sweep.name}",
+        job_type="report",
+        mode=logger.get("mode") or wandb_mode(),
+    )
     try:
-        run.log({"report/results": wandb.Table(columns=rows[0], data=rows[1:]),
-                 **{f"report/{Path(name).stem}": wandb.Image(str(result["out"] / name))
-                    for name in result["plots"].values()}})
+        run.log(
+            {
+                "report/results": wandb.Table(columns=rows[0], data=rows[1:]),
+                **{
+                    f"report/{Path(name).stem}": wandb.Image(str(result["out"] / name))
+                    for name in result["plots"].values()
+                },
+            }
+        )
     finally:
         run.finish()

@@ -42,8 +42,14 @@ def heatmap(path: Path, groups: Sequence[Group], runs: Sequence[Run]) -> bool:
         return False
     augs = _augs(groups)
     n_rows = max(sum(g.aug == a for g in groups) for a in augs)
-    fig, axes = plt.subplots(len(augs), 1, squeeze=False, sharex=True, layout="constrained",
-                             figsize=(2.0 + 0.85 * len(cols), 1.4 + (0.45 * n_rows + 0.5) * len(augs)))
+    fig, axes = plt.subplots(
+        len(augs),
+        1,
+        squeeze=False,
+        sharex=True,
+        layout="constrained",
+        figsize=(2.0 + 0.85 * len(cols), 1.4 + (0.45 * n_rows + 0.5) * len(augs)),
+    )
     image = None
     for ax, aug in zip(axes[:, 0], augs, strict=True):
         rows = [g for g in groups if g.aug == aug]
@@ -52,8 +58,15 @@ def heatmap(path: Path, groups: Sequence[Group], runs: Sequence[Run]) -> bool:
         for i, row in enumerate(values):
             for j, v in enumerate(row):
                 if not math.isnan(v):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
-                            color="black" if v > 0.6 else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{v:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="black" if v > 0.6 else "white",
+                    )
         ax.set_xticks(range(len(cols)), [h for h, _ in cols], rotation=35, ha="right", fontsize=8)
         ax.set_yticks(range(len(rows)), [f"{g.arch} (n={g.n})" for g in rows], fontsize=8)
         ax.set_title(f"aug={aug}: accuracy, mean over seeds", fontsize=9)
@@ -72,7 +85,9 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
         return False
     ncols = min(5, len(families))
     nrows = math.ceil(len(families) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True, figsize=(3.0 * ncols, 2.6 * nrows + 0.6))
+    fig, axes = plt.subplots(
+        nrows, ncols, squeeze=False, sharey=True, figsize=(3.0 * ncols, 2.6 * nrows + 0.6)
+    )
     for ax, family in zip(axes.flat, families, strict=False):
         for g in rows:
             curve = severity_points(g.stats).get(family, [])
@@ -84,14 +99,19 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
             (line,) = ax.plot(xs, means, marker="o", markersize=3, label=g.arch)
             if any(s.half is not None for _, s in points):
                 halves = [s.half or 0.0 for _, s in points]
-                ax.fill_between(xs, [m - h for m, h in zip(means, halves, strict=True)],
-                                [m + h for m, h in zip(means, halves, strict=True)],
-                                color=line.get_color(), alpha=0.15, linewidth=0)
+                ax.fill_between(
+                    xs,
+                    [m - h for m, h in zip(means, halves, strict=True)],
+                    [m + h for m, h in zip(means, halves, strict=True)],
+                    color=line.get_color(),
+                    alpha=0.15,
+                    linewidth=0,
+                )
         ax.set_title(family, fontsize=9)
         ax.set_ylim(0.0, 1.02)
         ax.set_xticks(range(0, 6), ["iid", "1", "2", "3", "4", "5"], fontsize=7)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(families):]:
+    for ax in axes.flat[len(families) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy")
@@ -171,7 +191,9 @@ def risk_coverage(path: Path, groups: Sequence[Group]) -> bool:
     return True
 
 
-def draw_all(out: Path, groups: Sequence[Group], runs: Sequence[Run]) -> tuple[dict[str, str], dict[str, str]]:
+def draw_all(
+    out: Path, groups: Sequence[Group], runs: Sequence[Run]
+) -> tuple[dict[str, str], dict[str, str]]:
     """Draw every plot the data allow; returns ({title: file}, {file: why it was not drawn})."""
     drawn: dict[str, str] = {}
     skipped: dict[str, str] = {}

@@ -58,13 +58,17 @@ def variant_keys(runs: Sequence[Run]) -> dict[tuple, list[str]]:
     for r in runs:
         if r.keys is not None:
             by_cell.setdefault((r.arch, r.aug), []).append(r.keys)
-    return {cell: sorted(k for k in set().union(*members) - NOT_VARIANTS
-                         if len({_text(m.get(k)) for m in members}) > 1)
-            for cell, members in by_cell.items()}
+    return {
+        cell: sorted(
+            k for k in set().union(*members) - NOT_VARIANTS if len({_text(m.get(k)) for m in members}) > 1
+        )
+        for cell, members in by_cell.items()
+    }
 
 
 def label_variants(runs: Sequence[Run]) -> None:
-    """Set the `variant` of each run in a cell that `variant_keys` splits, from the last part of each key's name
+    """Set the `variant` of each run in a cell that `variant_keys` splits, from the last part of each key's
+    name
     (`arch.padding_mode=reflect`: "padding_mode=reflect"); a key a run's record lacks reads "unset"."""
     keys = variant_keys(runs)
     for r in runs:

@@ -45,7 +45,9 @@ def families_of(runs: Sequence[Run]) -> list[str]:
             parts = key.split("/")
             if m:
                 seen.add(m["family"])
-            elif len(parts) == 3 and parts[0] == "test" and parts[2] == "acc" and parts[1] not in SUMMARY_SETS:
+            elif (
+                len(parts) == 3 and parts[0] == "test" and parts[2] == "acc" and parts[1] not in SUMMARY_SETS
+            ):
                 seen.add(parts[1])  # a family's mean
     return [f for f in order if f in seen] + sorted(seen - set(order))
 
@@ -119,10 +121,19 @@ def gains(groups: Sequence[Group], metric: str = "test/ood/acc", baseline: str =
         if g.aug == baseline or base is None or metric not in g.stats or metric not in base.stats:
             continue
         base_by_seed = {r.seed: r.metrics.get(metric) for r in base.runs if r.seed is not None}
-        diffs = [r.metrics.get(metric) - base_by_seed[r.seed] for r in g.runs
-                 if r.seed in base_by_seed and is_number(r.metrics.get(metric)) and is_number(base_by_seed[r.seed])]
-        rows.append({"arch": g.arch, "aug": g.aug, "gain": g.stats[metric].mean - base.stats[metric].mean,
-                     "paired": mean_interval(diffs)})
+        diffs = [
+            r.metrics.get(metric) - base_by_seed[r.seed]
+            for r in g.runs
+            if r.seed in base_by_seed and is_number(r.metrics.get(metric)) and is_number(base_by_seed[r.seed])
+        ]
+        rows.append(
+            {
+                "arch": g.arch,
+                "aug": g.aug,
+                "gain": g.stats[metric].mean - base.stats[metric].mean,
+                "paired": mean_interval(diffs),
+            }
+        )
     return rows
 
 
@@ -140,12 +151,25 @@ def extra_keys(groups: Sequence[Group]) -> list[str]:
     per-severity values are in the CSV, and detection metrics in the quality-control tables."""
     keys: list[str] = []
     for g in groups:
-        keys += [k for k in g.stats if k.startswith("test/") and not k.endswith("/acc") and k not in keys
-                 and not SEVERITY_KEY.match(k) and "/auroc/" not in k and "/fpr95/" not in k]
+        keys += [
+            k
+            for k in g.stats
+            if k.startswith("test/")
+            and not k.endswith("/acc")
+            and k not in keys
+            and not SEVERITY_KEY.match(k)
+            and "/auroc/" not in k
+            and "/fpr95/" not in k
+        ]
     return keys
 
 
-QC_SETS = ("position/s5", "background_photo/s5", "contrast/s5", "mix")  # the shifts a deployment gate must catch
+QC_SETS = (
+    "position/s5",
+    "background_photo/s5",
+    "contrast/s5",
+    "mix",
+)  # the shifts a deployment gate must catch
 
 
 def qc_tables(groups: Sequence[Group]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -154,7 +178,7 @@ def qc_tables(groups: Sequence[Group]) -> list[tuple[str, list[str], list[list[s
     tables = []
     for name in QC_SETS:
         prefix = f"test/{name}/auroc/"
-        detectors = sorted({k[len(prefix):] for g in groups for k in g.stats if k.startswith(prefix)})
+        detectors = sorted({k[len(prefix) :] for g in groups for k in g.stats if k.startswith(prefix)})
         if not detectors:
             continue
         keys = [prefix + d for d in detectors] + [f"test/{name}/coverage", f"test/{name}/accepted_acc"]
@@ -185,7 +209,9 @@ def notes(runs: Sequence[Run]) -> list[str]:
     for (arch, aug, seed), members in seen.items():
         if len(members) > 1 and seed is not None:
             where = ", ".join(f"`{m.path}`" for m in members)
-            out.append(f"arch={arch} aug={aug} seed={seed} appears in {len(members)} runs (each counted): {where}")
+            out.append(
+                f"arch={arch} aug={aug} seed={seed} appears in {len(members)} runs (each counted): {where}"
+            )
     for (arch, aug), names in data.items():
         if len(names) > 1:
             out.append(f"arch={arch} aug={aug} mixes runs on data {sorted(names)}")

@@ -55,16 +55,39 @@ def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
     the checkpoint, and why it was left out of the comparison (empty when compared)."""
     finished = [r for r in runs if r.finished]
     keys = [k for k in metric_keys(finished) if k not in EVALUATED]
-    columns = ["run_dir", "arch", "variant", "aug", "seed", "data", "epochs", *EVALUATED, *keys, "checkpoint", "left_out"]
+    columns = [
+        "run_dir",
+        "arch",
+        "variant",
+        "aug",
+        "seed",
+        "data",
+        "epochs",
+        *EVALUATED,
+        *keys,
+        "checkpoint",
+        "left_out",
+    ]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(columns)
         for r in finished:
             m = r.metrics
-            writer.writerow([str(r.path), r.arch, r.variant, r.aug, "" if r.seed is None else r.seed, r.data or "",
-                             m.get("epochs", ""), *(m.get(k, "") for k in EVALUATED),
-                             *(m[k] if is_number(m.get(k)) else "" for k in keys),
-                             m.get("checkpoint") or "", r.left_out or ""])
+            writer.writerow(
+                [
+                    str(r.path),
+                    r.arch,
+                    r.variant,
+                    r.aug,
+                    "" if r.seed is None else r.seed,
+                    r.data or "",
+                    m.get("epochs", ""),
+                    *(m.get(k, "") for k in EVALUATED),
+                    *(m[k] if is_number(m.get(k)) else "" for k in keys),
+                    m.get("checkpoint") or "",
+                    r.left_out or "",
+                ]
+            )
     return columns
 
 
@@ -79,12 +102,23 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
             lines += [markdown_table(header, rows), ""]
     gain_rows = gains(groups)
     if gain_rows:
-        lines += ["## Gain of each augmentation over `none` (test/ood/acc)", "",
-                  "Difference of the group means; the interval is over the seeds both groups share "
-                  "(paired by seed).", ""]
-        rows = [[g["arch"], g["aug"], f"{g['gain']:+.3f}",
-                 g["paired"].cell() if g["paired"] else "", str(g["paired"].n if g["paired"] else 0)]
-                for g in gain_rows]
+        lines += [
+            "## Gain of each augmentation over `none` (test/ood/acc)",
+            "",
+            "Difference of the group means; the interval is over the seeds both groups share "
+            "(paired by seed).",
+            "",
+        ]
+        rows = [
+            [
+                g["arch"],
+                g["aug"],
+                f"{g['gain']:+.3f}",
+                g["paired"].cell() if g["paired"] else "",
+                str(g["paired"].n if g["paired"] else 0),
+            ]
+            for g in gain_rows
+        ]
         lines += [markdown_table(["arch", "aug", "gain", "paired gain", "pairs"], rows), ""]
     extras = extra_keys(groups)
     if extras:
@@ -95,15 +129,25 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
             lines += [markdown_table(header, rows), ""]
     qc = qc_tables(groups)
     if qc:
-        lines += ["## Quality control: o.o.d. detection (AUROC, i.i.d. test images as positives)", "",
-                  "Each detector's AUROC on the sets a deployment gate must catch, and the gate's (`qc.gate`) "
-                  "coverage (share accepted) and accuracy on the images it accepts. Its threshold keeps 95% of "
-                  "the i.i.d. validation images.", ""]
+        lines += [
+            "## Quality control: o.o.d. detection (AUROC, i.i.d. test images as positives)",
+            "",
+            "Each detector's AUROC on the sets a deployment gate must catch, and the gate's (`qc.gate`) "
+            "coverage (share accepted) and accuracy on the images it accepts. Its threshold keeps 95% of "
+            "the i.i.d. validation images.",
+            "",
+        ]
         for name, header, rows in qc:
             lines += [f"### `{name}`", "", markdown_table(header, rows), ""]
-    lines += ["## Seeds", "", markdown_table(
-        ["arch", "aug", "seeds"],
-        [[g.arch, g.aug, ", ".join("?" if s is None else str(s) for s in g.seeds)] for g in groups]), ""]
+    lines += [
+        "## Seeds",
+        "",
+        markdown_table(
+            ["arch", "aug", "seeds"],
+            [[g.arch, g.aug, ", ".join("?" if s is None else str(s) for s in g.seeds)] for g in groups],
+        ),
+        "",
+    ]
     return lines
 
 
@@ -111,17 +155,29 @@ def _seed(r: Run) -> str:
     return "?" if r.seed is None else str(r.seed)
 
 
-def render_markdown(roots: Sequence[str], runs: Sequence[Run], groups: Sequence[Group],
-                    plots: dict[str, str], skipped: dict[str, str]) -> str:
+def render_markdown(
+    roots: Sequence[str],
+    runs: Sequence[Run],
+    groups: Sequence[Group],
+    plots: dict[str, str],
+    skipped: dict[str, str],
+) -> str:
     finished = [r for r in runs if r.finished]
     missing = [r for r in runs if not r.finished]
     lines = ["# shapeshift report", ""]
-    lines.append("Runs from " + ", ".join(f"`{r}`" for r in roots)
-                 + f": {len(runs)} found, {len(finished)} finished, {len(missing)} without {METRICS_FILE}.")
-    lines += ["", "Cells are the mean over seeds ± the half-width of a 95% Student-t interval "
-              f"(t(0.975, n-1) · sd / √n); n = 1 has no interval ({NO_INTERVAL}). Accuracies are fractions.",
-              "`position` is the family's mean over severities 1-5; `position s5` the shapes in the opposite "
-              "quadrants; `ood` the mean over every family and severity.", ""]
+    lines.append(
+        "Runs from "
+        + ", ".join(f"`{r}`" for r in roots)
+        + f": {len(runs)} found, {len(finished)} finished, {len(missing)} without {METRICS_FILE}."
+    )
+    lines += [
+        "",
+        "Cells are the mean over seeds ± the half-width of a 95% Student-t interval "
+        f"(t(0.975, n-1) · sd / √n); n = 1 has no interval ({NO_INTERVAL}). Accuracies are fractions.",
+        "`position` is the family's mean over severities 1-5; `position s5` the shapes in the opposite "
+        "quadrants; `ood` the mean over every family and severity.",
+        "",
+    ]
     lines += _group_tables(groups, runs) if groups else ["No run has finished yet.", ""]
     if plots or skipped:
         lines += ["## Plots", ""]
@@ -131,17 +187,47 @@ def render_markdown(roots: Sequence[str], runs: Sequence[Run], groups: Sequence[
         lines += [""] if skipped else []
     left_out = [r for r in runs if r.left_out]
     if left_out:
-        lines += [f"## Left out: did not learn the i.i.d. task ({len(left_out)})", "",
-                  "Finished, but below the i.i.d. accuracy the report was asked to require (`--min-iid`): "
-                  "not in any table or plot above; their rows are in the CSV.", "", markdown_table(
-                      ["run", "arch", "aug", "seed", "epochs", "why"],
-                      [[f"`{r.path}`", r.arch or "?", r.aug or "?", _seed(r), str(r.metrics.get("epochs", "?")),
-                        r.left_out] for r in left_out]), ""]
+        lines += [
+            f"## Left out: did not learn the i.i.d. task ({len(left_out)})",
+            "",
+            "Finished, but below the i.i.d. accuracy the report was asked to require (`--min-iid`): "
+            "not in any table or plot above; their rows are in the CSV.",
+            "",
+            markdown_table(
+                ["run", "arch", "aug", "seed", "epochs", "why"],
+                [
+                    [
+                        f"`{r.path}`",
+                        r.arch or "?",
+                        r.aug or "?",
+                        _seed(r),
+                        str(r.metrics.get("epochs", "?")),
+                        r.left_out,
+                    ]
+                    for r in left_out
+                ],
+            ),
+            "",
+        ]
     if missing:
-        lines += [f"## Runs without {METRICS_FILE} ({len(missing)})", "", markdown_table(
-            ["run", "arch", "aug", "seed", "why"],
-            [[f"`{r.path}`", r.arch or "?", r.aug or "?", _seed(r), (r.problem or "").replace("|", "\\|")]
-             for r in missing]), ""]
+        lines += [
+            f"## Runs without {METRICS_FILE} ({len(missing)})",
+            "",
+            markdown_table(
+                ["run", "arch", "aug", "seed", "why"],
+                [
+                    [
+                        f"`{r.path}`",
+                        r.arch or "?",
+                        r.aug or "?",
+                        _seed(r),
+                        (r.problem or "").replace("|", "\\|"),
+                    ]
+                    for r in missing
+                ],
+            ),
+            "",
+        ]
     warn = notes(runs)
     if warn:
         lines += ["## Notes", "", *(f"- {w}" for w in warn), ""]
