@@ -325,6 +325,9 @@ def test_quality_control_table_and_risk_coverage_plot(tmp_path):
                 "test/position/s5/coverage": 0.1 * seed,
                 "test/position/s5/accepted_acc": 0.0,
                 "test/position/s5/fpr95/knn": 0.3,
+                "test/position/s5/eaurc/knn": 0.01 * seed,
+                "test/position/s5/eaurc/msp": 0.2,
+                "test/position/s5/failure_auroc/knn": 0.9,
             }
         )
         run = make_run(root, f"{seed}_seed={seed}", "resnet18", "none", seed, m)
@@ -344,6 +347,12 @@ def test_quality_control_table_and_risk_coverage_plot(tmp_path):
     )
     assert row in text
     assert "fpr95" not in text.split("## Quality control")[0]  # detection metrics only in their own tables
+    assert "failure_auroc" not in text.split("## Quality control")[0]
+    failure = text.split("## Quality control: failure detection")[1]
+    assert (
+        f"| resnet18 | none | 3 | {0.01:.3f} ± {t_interval([0.0, 0.01, 0.02])[1]:.3f} | 0.200 ± 0.000 |"
+        in failure
+    )
     assert (root / "risk_coverage.png").read_bytes()[:8] == PNG_MAGIC
     assert "risk_coverage.png" in result["plots"].values()
 

@@ -17,7 +17,14 @@ from shapeshift.data import IID
 from shapeshift.data.base import model_input
 from shapeshift.models.features import tapped
 from shapeshift.qc.detectors import build
-from shapeshift.qc.gate import SaturatedScores, detection, gate_metrics, risk_coverage, threshold
+from shapeshift.qc.gate import (
+    SaturatedScores,
+    detection,
+    failure_detection,
+    gate_metrics,
+    risk_coverage,
+    threshold,
+)
 
 log = logging.getLogger("shapeshift")
 
@@ -91,8 +98,9 @@ class DetectorBank(nn.Module):
         self._batches.append((set_index.cpu(), correct.cpu(), self.scores(logits, features)))
 
     def compute(self, set_names: Sequence[str]) -> tuple[dict[str, float], dict]:
-        """Per set: each detector's AUROC and FPR95 against the i.i.d. set, and the gate's coverage and
-        accepted accuracy; plus the gate's risk-coverage curve on `mix` (else the i.i.d. set)."""
+        """Per set: each detector's AUROC and FPR95 against the i.i.d. set (novelty), its failure AUROC,
+        AURC and E-AURC on the set pooled with the i.i.d. set (right vs wrong predictions), and the gate's
+        coverage and accepted accuracy; plus the gate's risk-coverage curve on `mix` (else the i.i.d. set)."""
         if not self._batches:
             return {}, {}
         index = torch.cat([b[0] for b in self._batches])
@@ -109,6 +117,11 @@ class DetectorBank(nn.Module):
                 for det, s in scores.items():
                     for key, value in detection(s[iid], s[member]).items():
                         metrics[f"test/{name}/{key}/{det}"] = value
+            # Failure detection on the i.i.d. test images pooled with this set: what a deployment meets.
+            pooled = member if iid is None else member | iid
+            for det, s in scores.items():
+                for key, value in failure_detection(s[pooled], correct[pooled]).items():
+                    metrics[f"test/{name}/{key}/{det}"] = value
             if not torch.isnan(self.cut):
                 for key, value in gate_metrics(
                     scores[self.gate][member], correct[member], float(self.cut)

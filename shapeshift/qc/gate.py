@@ -1,9 +1,11 @@
 """Turning scores into decisions and measurements: the gate's threshold, AUROC, FPR at 95% TPR, coverage,
-accuracy on accepted images, and the risk-coverage curve.
+accuracy on accepted images, the risk-coverage curve, and failure detection (AUROC of telling right
+from wrong predictions, AURC and E-AURC).
 
-I.i.d. images are the positives throughout. Scores reach torchmetrics as dense ranks scaled to [0, 1]:
-the order and every tie are kept exactly, while raw scores (energies of 30 or more, say) would be
-squashed by the sigmoid torchmetrics applies outside [0, 1] and tie in float32.
+I.i.d. images are the positives of o.o.d. detection, correct predictions those of failure detection.
+Scores reach torchmetrics as dense ranks scaled to [0, 1]: the order and every tie are kept exactly,
+while raw scores (energies of 30 or more, say) would be squashed by the sigmoid torchmetrics applies
+outside [0, 1] and tie in float32.
 """
 
 from __future__ import annotations
@@ -64,3 +66,39 @@ def risk_coverage(scores: torch.Tensor, correct: torch.Tensor, points: int = 20)
     coverage = [i / points for i in range(1, points + 1)]
     kept = [max(1, round(c * len(order))) for c in coverage]
     return {"coverage": coverage, "risk": [float(errors[n - 1] / n) for n in kept]}
+
+
+def expected_errors(scores: torch.Tensor, correct: torch.Tensor) -> torch.Tensor:
+    """Errors among the k highest-scoring images, k = 1..n, expected over the orders of tied scores.
+
+    A detector that gives many images the same score (softmax confidence saturated at 1.0) does not
+    order them; any fixed tie-break would credit or blame it for an order it never chose. Within a group
+    of tied images the errors are spread evenly, which is the expectation over every order of the group.
+    """
+    order = scores.double().argsort(descending=True, stable=True)
+    ranked, wrong = scores.double()[order], (~correct.bool())[order].double()
+    _, group, counts = torch.unique_consecutive(ranked, return_inverse=True, return_counts=True)
+    group_errors = torch.zeros(len(counts), dtype=torch.float64).index_add_(0, group, wrong)
+    ends = counts.cumsum(0)
+    before = torch.cat([torch.zeros(1, dtype=torch.float64), group_errors.cumsum(0)[:-1]])
+    position = torch.arange(1, len(ranked) + 1) - (ends - counts)[group]  # 1..g within its group
+    return before[group] + position * group_errors[group] / counts[group]
+
+
+def failure_detection(scores: torch.Tensor, correct: torch.Tensor) -> dict[str, float]:
+    """How well a score tells right from wrong predictions (Jaeger et al. 2023; correct = positive).
+
+    `failure_auroc`: AUROC of separating correct from wrong predictions (NaN when all are one kind).
+    `aurc`: area under the risk-coverage curve, the error rate among the accepted images averaged over
+    every coverage 1/n .. 1 (lower is better). `eaurc`: its excess over the best possible ordering, all
+    errors last (Geifman et al. 2019), which takes out the share of errors itself.
+    """
+    n = len(scores)
+    if n == 0:
+        return {"failure_auroc": math.nan, "aurc": math.nan, "eaurc": math.nan}
+    correct = correct.bool()
+    risk = float((expected_errors(scores, correct) / torch.arange(1, n + 1, dtype=torch.float64)).mean())
+    best = float((expected_errors((~correct).double().neg(), correct) / torch.arange(1, n + 1)).mean())
+    both = 0 < int(correct.sum()) < n
+    auroc = float(binary_auroc(_ranks(scores), correct.long())) if both else math.nan
+    return {"failure_auroc": auroc, "aurc": risk, "eaurc": risk - best}

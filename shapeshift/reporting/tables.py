@@ -148,7 +148,7 @@ def set_columns(groups: Sequence[Group], runs: Sequence[Run]) -> list[tuple[str,
 
 def extra_keys(groups: Sequence[Group]) -> list[str]:
     """test/ metrics other than accuracies (ece, consistency, the ratio, ...) per family and summary set;
-    per-severity values are in the CSV, and detection metrics in the quality-control tables."""
+    per-severity values are in the CSV, detection and failure metrics in the quality-control tables."""
     keys: list[str] = []
     for g in groups:
         keys += [
@@ -158,8 +158,7 @@ def extra_keys(groups: Sequence[Group]) -> list[str]:
             and not k.endswith("/acc")
             and k not in keys
             and not SEVERITY_KEY.match(k)
-            and "/auroc/" not in k
-            and "/fpr95/" not in k
+            and not any(f"/{m}/" in k for m in QC_METRICS)
         ]
     return keys
 
@@ -172,17 +171,26 @@ QC_SETS = (
 )  # the shifts a deployment gate must catch
 
 
-def qc_tables(groups: Sequence[Group]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """Per QC set: (set, header, rows) with each detector's AUROC and the gate's coverage and accepted
-    accuracy, one row per group; sets no group measured are left out."""
+# Per detector: o.o.d. detection (novelty) and failure detection (right vs wrong, i.i.d. set pooled in).
+QC_METRICS = ("auroc", "fpr95", "failure_auroc", "aurc", "eaurc")
+
+
+def qc_tables(
+    groups: Sequence[Group], metric: str = "auroc", gate: bool = True
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Per QC set: (set, header, rows) with each detector's `metric` (and, with `gate`, the gate's coverage
+    and accepted accuracy), one row per group; sets no group measured are left out."""
     tables = []
     for name in QC_SETS:
-        prefix = f"test/{name}/auroc/"
+        prefix = f"test/{name}/{metric}/"
         detectors = sorted({k[len(prefix) :] for g in groups for k in g.stats if k.startswith(prefix)})
         if not detectors:
             continue
-        keys = [prefix + d for d in detectors] + [f"test/{name}/coverage", f"test/{name}/accepted_acc"]
-        header = ["arch", "aug", "n", *detectors, "gate coverage", "gate accepted acc"]
+        keys = [prefix + d for d in detectors]
+        header = ["arch", "aug", "n", *detectors]
+        if gate:
+            keys += [f"test/{name}/coverage", f"test/{name}/accepted_acc"]
+            header += ["gate coverage", "gate accepted acc"]
         tables.append((name, header, [[g.arch, g.aug, str(g.n), *cells(g, keys)] for g in groups]))
     return tables
 

@@ -139,6 +139,18 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
         ]
         for name, header, rows in qc:
             lines += [f"### `{name}`", "", markdown_table(header, rows), ""]
+    failure = qc_tables(groups, "eaurc", gate=False)
+    if failure:
+        lines += [
+            "## Quality control: failure detection (E-AURC, lower is better)",
+            "",
+            "Does a detector's score tell right from wrong predictions? On each set pooled with the i.i.d. "
+            "test images: the excess area under the risk-coverage curve over the best possible ordering "
+            "(0 = every error scored below every correct prediction). Failure AUROC and AURC are in the CSV.",
+            "",
+        ]
+        for name, header, rows in failure:
+            lines += [f"### `{name}`", "", markdown_table(header, rows), ""]
     lines += [
         "## Seeds",
         "",

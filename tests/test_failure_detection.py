@@ -1,0 +1,73 @@
+"""Failure detection: telling right from wrong predictions (failure AUROC, AURC, E-AURC), ties and
+saturated scores included, and the keys a run writes for every set and detector."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from shapeshift.qc.bank import DetectorBank
+from shapeshift.qc.gate import expected_errors, failure_detection
+
+CORRECT = torch.tensor([1, 1, 0, 1, 0, 1, 1, 1, 0, 1]).bool()  # 3 errors in 10
+
+
+def aurc_by_hand(order_correct: list[bool]) -> float:
+    wrong = [not c for c in order_correct]
+    return sum(sum(wrong[:k]) / k for k in range(1, len(wrong) + 1)) / len(wrong)
+
+
+def test_a_score_that_puts_every_error_last_is_the_oracle():
+    m = failure_detection(CORRECT.double(), CORRECT)
+    assert m["failure_auroc"] == 1.0 and m["eaurc"] == pytest.approx(0.0, abs=1e-12)
+    assert m["aurc"] == pytest.approx(aurc_by_hand([True] * 7 + [False] * 3))  # (1/8 + 2/9 + 3/10) / 10
+
+
+def test_a_score_that_puts_every_error_first_is_the_worst():
+    m = failure_detection((~CORRECT).double(), CORRECT)
+    assert m["failure_auroc"] == 0.0
+    assert m["aurc"] == pytest.approx(aurc_by_hand([False] * 3 + [True] * 7))
+
+
+def test_saturated_scores_are_worth_the_error_rate_not_a_lucky_order():
+    """Every score tied (softmax confidence 1.0 everywhere): no ordering, so the risk is the error rate at
+    every coverage, whatever order the images came in."""
+    for correct in (CORRECT, CORRECT.flip(0)):
+        m = failure_detection(torch.ones(10), correct)
+        assert m["failure_auroc"] == 0.5
+        assert m["aurc"] == pytest.approx(0.3)
+        assert m["eaurc"] == pytest.approx(0.3 - aurc_by_hand([True] * 7 + [False] * 3))
+
+
+def test_ties_count_as_the_mean_over_every_order_of_the_tied_images():
+    scores = torch.tensor([0.9, 0.9, 0.9, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1, 0.0])
+    groups = [list(g) for _, g in itertools.groupby(range(10), key=lambda i: float(scores[i]))]
+    totals = torch.zeros(10, dtype=torch.float64)
+    orders = list(itertools.product(*(itertools.permutations(g) for g in groups)))
+    for order in orders:
+        idx = [i for group in order for i in group]
+        totals += (~CORRECT[idx]).double().cumsum(0)
+    assert torch.allclose(expected_errors(scores, CORRECT), totals / len(orders))
+
+
+def test_one_kind_of_prediction_has_no_failure_auroc():
+    m = failure_detection(torch.rand(5), torch.ones(5).bool())
+    assert math.isnan(m["failure_auroc"]) and m["aurc"] == 0.0 and m["eaurc"] == 0.0
+
+
+def test_every_set_gets_failure_metrics_on_itself_pooled_with_the_iid_set():
+    bank = DetectorBank(["msp", "energy"], gate="msp")
+    torch.manual_seed(0)
+    logits = torch.randn(30, 2)
+    set_index = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)  # iid, rotation/s1, mix
+    correct = torch.rand(30) > 0.3
+    bank.update(set_index, correct, logits, {})
+    metrics, _ = bank.compute(["iid", "rotation/s1", "mix"])
+    msp = logits.softmax(1).max(1).values.double()
+    for name, pooled in (("iid", set_index == 0), ("rotation/s1", set_index <= 1), ("mix", set_index != 1)):
+        expected = failure_detection(msp[pooled], correct[pooled])
+        for key, value in expected.items():
+            assert metrics[f"test/{name}/{key}/msp"] == pytest.approx(value), (name, key)
+        assert f"test/{name}/eaurc/energy" in metrics
+    assert "test/iid/auroc/msp" not in metrics  # novelty is measured against the i.i.d. set, not on it
