@@ -30,15 +30,23 @@ def trained_run(tmp_path_factory, cache_dir):
     from tests.helpers import make_cfg, save_job_config
 
     run_dir = tmp_path_factory.mktemp("qc") / "run"
-    cfg = make_cfg(["debug=smoke", "logger=none", "arch=cnn", "trainer.max_epochs=2"], run_dir, cache_dir)
+    from shapeshift.config import DETECTORS
+
+    every = [
+        f"qc.detectors=[{','.join(DETECTORS)}]",
+        "qc.gate=mahalanobis_stages",
+    ]  # smoke's own QC is lighter
+    cfg = make_cfg(
+        ["debug=smoke", "logger=none", "arch=cnn", "trainer.max_epochs=2", *every], run_dir, cache_dir
+    )
     train(cfg)
     save_job_config(cfg, run_dir)
     return run_dir
 
 
 # Quality control is fitted after every test run; one detector (no features) unless a test sets `qc.`:
-# all eight take about twice as long as the rest of a smoke run. tests/test_qc*.py and the quality tests
-# set their own.
+# all eight take about twice as long as the rest of a smoke run. The QC tests set their own (trained_run:
+# all eight).
 LIGHT_QC = ["qc.detectors=[msp]", "qc.gate=msp"]
 
 

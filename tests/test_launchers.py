@@ -57,12 +57,13 @@ def test_submitit_local_end_to_end(cache_dir, tmp_path):
 
 
 def launcher_config(args, cache_dir) -> dict:
-    """The `hydra.launcher` node a sweep with these arguments would hand to its launcher, resolved."""
-    import yaml
+    """The `hydra.launcher` node a sweep with these arguments would hand to its launcher, resolved
+    (composed in this process, as `--cfg hydra --package hydra.launcher --resolve` prints it)."""
+    from omegaconf import OmegaConf
 
-    proc = shapeshift([*args, "--cfg", "hydra", "--package", "hydra.launcher", "--resolve"], cache_dir)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return yaml.safe_load(proc.stdout)
+    from tests.helpers import compose_train
+
+    return OmegaConf.to_container(compose_train(args).hydra.launcher, resolve=True)
 
 
 def test_slurm_preset_requeues_and_gives_each_task_a_gpu(cache_dir):

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from shapeshift import runtime
+from shapeshift.run_dir import digest, fingerprint_keys, read_record
 from shapeshift.runtime import choose_precision
-from shapeshift.train import train
+from shapeshift.train import resolve_hardware_choices, train
 
 
 @pytest.mark.parametrize(
@@ -39,13 +40,18 @@ def test_gpu_precision_follows_the_device(bf16, expected, monkeypatch):
 
 
 def test_a_run_records_the_precision_it_used(cfg_factory, tmp_path, monkeypatch):
-    monkeypatch.setattr(runtime, "cpu_flags", lambda: set())
-    fp32 = train(cfg_factory("debug=smoke", "logger=none", output_dir=tmp_path / "a"))
     monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx512_bf16"})
     bf16 = train(cfg_factory("debug=smoke", "logger=none", output_dir=tmp_path / "b"))
-    forced = train(
-        cfg_factory("debug=smoke", "logger=none", "trainer.precision=32-true", output_dir=tmp_path / "c")
-    )
-    assert (fp32["precision"], bf16["precision"], forced["precision"]) == ("32-true", "bf16-mixed", "32-true")
-    # Resolved before fingerprinting: the same config on other hardware is another run.
-    assert fp32["fingerprint"] == forced["fingerprint"] != bf16["fingerprint"]
+    assert bf16["precision"] == "bf16-mixed"
+    assert read_record(tmp_path / "b")["keys"]["trainer.precision"] == "bf16-mixed"  # what restore reads back
+
+    def fingerprint(*overrides):
+        cfg = cfg_factory("debug=smoke", "logger=none", *overrides)
+        resolve_hardware_choices(cfg)
+        return digest(fingerprint_keys(cfg, "smoke"))
+
+    assert fingerprint() == bf16["fingerprint"]
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: set())
+    # Resolved before fingerprinting: the same config on other hardware is another run; an explicit
+    # precision is the same run wherever it resolves to.
+    assert fingerprint() == fingerprint("trainer.precision=32-true") != bf16["fingerprint"]
