@@ -1,5 +1,6 @@
 """Failure detection: telling right from wrong predictions (failure AUROC, AURC, E-AURC), ties and
-saturated scores included, and the keys a run writes for every set and detector."""
+saturated scores included, the keys a run writes for every set and detector, and ATC's label-free
+accuracy estimate."""
 
 import itertools
 import math
@@ -7,8 +8,8 @@ import math
 import pytest
 import torch
 
-from shapeshift.qc.bank import DetectorBank
-from shapeshift.qc.gate import expected_errors, failure_detection
+from shapeshift.qc.bank import DetectorBank, accuracy_estimates
+from shapeshift.qc.gate import atc_estimate, atc_threshold, expected_errors, failure_detection
 
 CORRECT = torch.tensor([1, 1, 0, 1, 0, 1, 1, 1, 0, 1]).bool()  # 3 errors in 10
 
@@ -71,3 +72,23 @@ def test_every_set_gets_failure_metrics_on_itself_pooled_with_the_iid_set():
             assert metrics[f"test/{name}/{key}/msp"] == pytest.approx(value), (name, key)
         assert f"test/{name}/eaurc/energy" in metrics
     assert "test/iid/auroc/msp" not in metrics  # novelty is measured against the i.i.d. set, not on it
+
+
+def test_atc_keeps_the_validation_accuracy_above_its_threshold():
+    val = torch.arange(100, dtype=torch.float64)  # distinct confidences
+    cut = atc_threshold(val, 0.8)
+    assert atc_estimate(val, cut) == 0.8  # on validation, the estimate is the validation accuracy
+    assert atc_estimate(val - 50, cut) == 0.3  # confidence dropped on a shifted set: a lower estimate
+    assert atc_estimate(val, atc_threshold(val, 1.0)) == 1.0  # all right: everything above
+
+
+def test_accuracy_estimates_per_set_and_their_error_over_the_shifted_sets():
+    index = torch.tensor([0] * 4 + [1] * 4 + [2] * 4)  # iid, rotation/s1, mix
+    correct = torch.tensor([1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0]).bool()
+    confidence = torch.tensor([9, 8, 7, 6, 9, 1, 1, 1, 9, 8, 7, 1], dtype=torch.float64)
+    m = accuracy_estimates(["iid", "rotation/s1", "mix"], index, correct, confidence, cut=5.0)
+    assert m["test/iid/acc_estimate/atc"] == 1.0
+    assert m["test/rotation/s1/acc_estimate/atc"] == 0.25  # right: 1 of 4 correct
+    assert m["test/mix/acc_estimate/atc"] == 0.75  # 0.25 too high
+    assert m["test/acc_estimate_mae/atc"] == pytest.approx((0.0 + 0.25) / 2)  # the i.i.d. set not counted
+    assert accuracy_estimates(["iid"], index, correct, confidence, cut=math.nan) == {}

@@ -16,9 +16,11 @@ from torch import nn
 from shapeshift.data import IID
 from shapeshift.data.base import model_input
 from shapeshift.models.features import tapped
-from shapeshift.qc.detectors import build
+from shapeshift.qc.detectors import MaxSoftmax, build
 from shapeshift.qc.gate import (
     SaturatedScores,
+    atc_estimate,
+    atc_threshold,
     detection,
     failure_detection,
     gate_metrics,
@@ -27,6 +29,7 @@ from shapeshift.qc.gate import (
 )
 
 log = logging.getLogger("shapeshift")
+ATC = "atc"  # the label-free accuracy estimator (Garg et al. 2022)
 
 
 class DetectorBank(nn.Module):
@@ -37,6 +40,9 @@ class DetectorBank(nn.Module):
         self.detectors = nn.ModuleDict({name: build(name, k) for name in detectors})
         self.gate, self.keep, self.k = gate, keep, k
         self.register_buffer("cut", torch.tensor(math.nan, dtype=torch.float64))  # NaN: the gate is saturated
+        # ATC's threshold on the confidence (log max-softmax), fitted on the validation images.
+        self.register_buffer("atc_cut", torch.tensor(math.nan, dtype=torch.float64))
+        self.confidence = MaxSoftmax()  # ATC's score, whichever detectors are configured
         self.fitted_on: dict = {}  # which weights: {"epoch": ..., "step": ...}
         self.reset()
 
@@ -83,7 +89,14 @@ class DetectorBank(nn.Module):
             for d in self.detectors.values():
                 if d.features:
                     d.fit(torch.cat(feats[d.features]), labels_t)
-        _, val = self.forward_scores(model, datamodule.arrays("val")[0], batch, bf16)
+        val_images, val_labels = datamodule.arrays("val")
+        val_logits, val = self.forward_scores(model, val_images, batch, bf16)
+        val_acc = float(
+            (val_logits.argmax(1) == torch.as_tensor(np.asarray(val_labels, np.int64))).double().mean()
+        )
+        self.atc_cut = torch.tensor(
+            atc_threshold(self.confidence.score(val_logits, {}), val_acc), dtype=torch.float64
+        )
         try:
             self.cut = torch.tensor(threshold(val[self.gate], self.keep), dtype=torch.float64)
         except SaturatedScores as err:
@@ -95,7 +108,8 @@ class DetectorBank(nn.Module):
         self._batches: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []
 
     def update(self, set_index: torch.Tensor, correct: torch.Tensor, logits, features) -> None:
-        self._batches.append((set_index.cpu(), correct.cpu(), self.scores(logits, features)))
+        scores = {**self.scores(logits, features), ATC: self.confidence.score(logits.float(), {}).cpu()}
+        self._batches.append((set_index.cpu(), correct.cpu(), scores))
 
     def compute(self, set_names: Sequence[str]) -> tuple[dict[str, float], dict]:
         """Per set: each detector's AUROC and FPR95 against the i.i.d. set (novelty), its failure AUROC,
@@ -105,7 +119,8 @@ class DetectorBank(nn.Module):
             return {}, {}
         index = torch.cat([b[0] for b in self._batches])
         correct = torch.cat([b[1] for b in self._batches])
-        scores = {n: torch.cat([b[2][n] for b in self._batches]) for n in self.detectors}
+        scores = {n: torch.cat([b[2][n] for b in self._batches]) for n in [*self.detectors, ATC]}
+        confidence = scores.pop(ATC)
         self.reset()
         metrics: dict[str, float] = {}
         iid = index == set_names.index(IID) if IID in set_names else None
@@ -127,6 +142,7 @@ class DetectorBank(nn.Module):
                     scores[self.gate][member], correct[member], float(self.cut)
                 ).items():
                     metrics[f"test/{name}/{key}"] = math.nan if value is None else value
+        metrics.update(accuracy_estimates(set_names, index, correct, confidence, float(self.atc_cut)))
         curve_set = "mix" if "mix" in set_names else IID
         curves = {}
         if curve_set in set_names and (member := index == set_names.index(curve_set)).any():
@@ -136,6 +152,24 @@ class DetectorBank(nn.Module):
                 **risk_coverage(scores[self.gate][member], correct[member]),
             }
         return metrics, curves
+
+
+def accuracy_estimates(set_names, index, correct, confidence, cut: float) -> dict[str, float]:
+    """Per set, ATC's label-free accuracy estimate; over the o.o.d. sets (the catalog and `mix`), its mean
+    absolute error against the measured accuracy."""
+    if math.isnan(cut):
+        return {}
+    metrics, errors = {}, []
+    for i, name in enumerate(set_names):
+        member = index == i
+        if member.any():
+            estimate = atc_estimate(confidence[member], cut)
+            metrics[f"test/{name}/acc_estimate/{ATC}"] = estimate
+            if name != IID:
+                errors.append(abs(estimate - float(correct[member].double().mean())))
+    if errors:
+        metrics[f"test/acc_estimate_mae/{ATC}"] = sum(errors) / len(errors)
+    return metrics
 
 
 def save(bank: DetectorBank, path: Path) -> None:

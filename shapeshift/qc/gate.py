@@ -1,6 +1,6 @@
 """Turning scores into decisions and measurements: the gate's threshold, AUROC, FPR at 95% TPR, coverage,
 accuracy on accepted images, the risk-coverage curve, and failure detection (AUROC of telling right
-from wrong predictions, AURC and E-AURC).
+from wrong predictions, AURC and E-AURC), and a label-free accuracy estimate (ATC).
 
 I.i.d. images are the positives of o.o.d. detection, correct predictions those of failure detection.
 Scores reach torchmetrics as dense ranks scaled to [0, 1]: the order and every tie are kept exactly,
@@ -102,3 +102,15 @@ def failure_detection(scores: torch.Tensor, correct: torch.Tensor) -> dict[str, 
     both = 0 < int(correct.sum()) < n
     auroc = float(binary_auroc(_ranks(scores), correct.long())) if both else math.nan
     return {"failure_auroc": auroc, "aurc": risk, "eaurc": risk - best}
+
+
+def atc_threshold(val_scores: torch.Tensor, val_acc: float) -> float:
+    """Average Thresholded Confidence (Garg et al. 2022): the score above which the share of validation
+    images equals the validation accuracy. The share of new images above it estimates their accuracy."""
+    scores = val_scores.double().sort(descending=True).values
+    k = round(val_acc * len(scores))  # images to keep above the threshold
+    return -math.inf if k >= len(scores) else float(scores[k])
+
+
+def atc_estimate(scores: torch.Tensor, cut: float) -> float:
+    return float((scores.double() > cut).double().mean()) if len(scores) else math.nan

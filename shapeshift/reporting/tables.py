@@ -172,7 +172,7 @@ QC_SETS = (
 
 
 # Per detector: o.o.d. detection (novelty) and failure detection (right vs wrong, i.i.d. set pooled in).
-QC_METRICS = ("auroc", "fpr95", "failure_auroc", "aurc", "eaurc")
+QC_METRICS = ("auroc", "fpr95", "failure_auroc", "aurc", "eaurc", "acc_estimate", "acc_estimate_mae")
 
 
 def qc_tables(
