@@ -127,30 +127,27 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
             header = ["arch", "aug", "n", *(k.removeprefix("test/") for k in part)]
             rows = [[g.arch, g.aug, str(g.n), *cells(g, part)] for g in groups]
             lines += [markdown_table(header, rows), ""]
-    qc = qc_tables(groups)
-    if qc:
-        lines += [
+    sections = (
+        (
+            qc_tables(groups),
             "## Quality control: o.o.d. detection (AUROC, i.i.d. test images as positives)",
-            "",
             "Each detector's AUROC on the sets a deployment gate must catch, and the gate's (`qc.gate`) "
             "coverage (share accepted) and accuracy on the images it accepts. Its threshold keeps 95% of "
             "the i.i.d. validation images.",
-            "",
-        ]
-        for name, header, rows in qc:
-            lines += [f"### `{name}`", "", markdown_table(header, rows), ""]
-    failure = qc_tables(groups, "eaurc", gate=False)
-    if failure:
-        lines += [
+        ),
+        (
+            qc_tables(groups, "eaurc", gate=False),
             "## Quality control: failure detection (E-AURC, lower is better)",
-            "",
             "Does a detector's score tell right from wrong predictions? On each set pooled with the i.i.d. "
             "test images: the excess area under the risk-coverage curve over the best possible ordering "
             "(0 = every error scored below every correct prediction). Failure AUROC and AURC are in the CSV.",
-            "",
-        ]
-        for name, header, rows in failure:
-            lines += [f"### `{name}`", "", markdown_table(header, rows), ""]
+        ),
+    )
+    for tables, title, intro in sections:
+        if tables:
+            lines += [title, "", intro, ""]
+            for name, header, rows in tables:
+                lines += [f"### `{name}`", "", markdown_table(header, rows), ""]
     lines += [
         "## Seeds",
         "",
