@@ -95,6 +95,12 @@ def build_logger(
         # W&B's banner and closing summary stay off the terminal unless asked for (WANDB_SILENT=false)
         settings=wandb.Settings(silent=os.environ.get("WANDB_SILENT", "true").lower() != "false"),
     )
+    # Lightning sets the x-axis only on runs it starts itself: without this, train and validation curves
+    # plot against W&B's own `_step` (one per log call), not the optimizer step. Named globs, not "*", so
+    # the severity curves keep their own axis (shapeshift/wandb_catalog.py).
+    run.define_metric("trainer/global_step")
+    for pattern in ("train/*", "val/*", "lr-*", "epoch"):
+        run.define_metric(pattern, step_metric="trainer/global_step", step_sync=True)
     return instantiate(cfg.logger, experiment=run)
 
 

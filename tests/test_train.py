@@ -95,6 +95,10 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
         if r.WhichOneof("record_type") == "metric"
     }
     assert defined.get("severity/rotation/*") == "severity"
+    # Training curves against the optimizer step, as Lightning sets them on the runs it starts itself.
+    assert defined.get("train/*") == defined.get("val/*") == "trainer/global_step"
+    steps = [row["trainer/global_step"] for row in history if "train/loss" in row]
+    assert steps and steps == sorted(steps)  # every training row carries its optimizer step
     # Accuracy-vs-severity charts and example images with predictions travel with the run.
     media = runs[0] / "files" / "media"
     assert len(list((media / "images" / "examples" / "position").glob("s5_*.png"))) == 4
