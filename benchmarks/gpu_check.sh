@@ -5,7 +5,8 @@
 #   3. evaluate, audit and explain on the GPU, on an anti-aliased ResNet-18 run;
 #   4. that run's test metrics, evaluated again on the CPU: the largest accuracy difference;
 #   5. the 10-run seed sweep (5 archs x none,basic, seed 0) with jobs side by side on the GPU, timed,
-#      GPU utilisation sampled every second throughout.
+#      GPU utilisation sampled every second throughout;
+#   6. one ResNet-18 epoch with 0 and 4 data workers: whether workers should be the GPU default.
 # Output: outputs/gpu_check/<time>/ (summary.txt, gpu_util.csv, the runs). W&B stays offline.
 # FULL=1 also runs the user's sweep as written, no flag added (5 epochs, 8 jobs).
 # A rehearsal on a CPU-only machine (the flow, not the figures): REHEARSE=1 adds debug=smoke to every run
@@ -96,6 +97,14 @@ start=$SECONDS
 train -m arch=cnn,maxpool,gap,resnet18,resnet18_aa aug=none,basic hydra/launcher=gpu_side_by_side \
   hydra.launcher.n_jobs="${N_JOBS:-5}" logger=none hydra.sweep.dir="$OUT/seed_sweep" > "$OUT/seed_sweep.log" 2>&1
 say "$(ls "$OUT"/seed_sweep/*/metrics.json | wc -l)/10 jobs in $((SECONDS - start)) s (n_jobs=${N_JOBS:-5}); $(util "$line")"
+
+say "== 6. data workers on the GPU: do they pay? (resnet18, one epoch; results are identical by construction)"
+for workers in 0 4; do
+  start=$SECONDS
+  train arch=resnet18 trainer.max_epochs=1 logger=none data.num_workers=$workers \
+    hydra.run.dir="$OUT/workers/$workers" > "$OUT/workers_$workers.log" 2>&1
+  say "num_workers=$workers: $((SECONDS - start)) s, fit $(metric "$OUT/workers/$workers/metrics.json" time/fit_s) s"
+done
 
 if [ "${FULL:-0}" = 1 ]; then
   say "== the user's sweep as written"
