@@ -116,6 +116,10 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     out = folder.path
+    # Lightning's smoke flag: one batch per stage, nothing saved. The weights in memory are tested and
+    # nothing is written (no checkpoint, detectors or metrics.json), so the folder holds no result.
+    dry_run = bool(cfg.trainer.get("fast_dev_run"))
+    qc_dir = None if dry_run else out
     datamodule = build_datamodule(cfg)
     model = build_classifier(cfg, build_backbone(cfg, ident["arch"]), datamodule.test_set_names)
     logger = experiment_logger(cfg, ident, folder.wandb_id) if lead else None
@@ -124,7 +128,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         logger=logger if logger is not None else False,
         callbacks=[
             *checkpoint_callbacks(folder.checkpoints, cfg.eval.checkpoint),
-            *quality_control(cfg, out),
+            *quality_control(cfg, qc_dir),
             *configured_callbacks(cfg),
             *(callbacks or []),
         ],
@@ -145,8 +149,13 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         if not lead:
             return {}
         t_fit = time.perf_counter()
+        tester = evaluation_trainer(trainer, cfg, quality_control(cfg, qc_dir))
+        if dry_run:
+            log.info("trainer.fast_dev_run: one batch of each stage ran; nothing was saved")
+            return tidy(
+                {**test_metrics(tester, model, datamodule), **{k: ident[k] for k in ("arch", "aug", "seed")}}
+            )
         evaluated = checkpoint_file(out, cfg.eval.checkpoint)
-        tester = evaluation_trainer(trainer, cfg, quality_control(cfg, out))
         metrics = test_metrics(tester, model, datamodule, str(evaluated))
         t_test = time.perf_counter()
         loaded = model.loaded_checkpoint
@@ -255,7 +264,8 @@ def _summary(metrics: dict, out: Path) -> str:
     for key in ("test/iid/acc", "test/position/s5/acc", "test/ood/acc", "test/mix/acc", "test/consistency"):
         if key in metrics:
             lines.append(f"  {key:<24} {metrics[key]:.4f}")
-    lines.append(f"  results: {out / METRICS_FILE}")
+    if (out / METRICS_FILE).is_file():
+        lines.append(f"  results: {out / METRICS_FILE}")
     return "\n".join(lines)
 
 

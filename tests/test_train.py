@@ -136,3 +136,12 @@ def test_the_examples_are_the_most_confidently_wrong():
     confidence = np.array([0.99, 0.7, 0.95, 0.6, 0.8, 0.9])
     # Wrong: 1 (0.7), 2 (0.95), 5 (0.9) by confidence; then the least confident right ones: 3 (0.6), 4 (0.8).
     assert confidently_wrong(predicted, confidence, labels, 4).tolist() == [2, 5, 1, 3]
+
+
+def test_lightnings_fast_dev_run_tests_one_batch_and_saves_nothing(cfg_factory, tmp_path):
+    metrics = train(cfg_factory("debug=smoke", "logger=none", "trainer.fast_dev_run=true"))
+    assert 0.0 <= metrics["test/iid/acc"] <= 1.0 and metrics["arch"] == "cnn"
+    run_dir = tmp_path / "run"
+    assert not any((run_dir / name).exists() for name in ("metrics.json", "qc.pt", "checkpoints"))
+    # Nothing to protect: the same folder then takes a real run.
+    assert train(cfg_factory("debug=smoke", "logger=none"))["epochs"] == 1
