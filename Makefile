@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
+TORCH_INDEX ?=  # e.g. https://download.pytorch.org/whl/cpu for the CPU build on a CPU-only machine
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-full lint train sweep preview bench gpu-check clean
@@ -18,11 +19,11 @@ $(BIN)/python:
 INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install "torch==2.13.0"
+	$(BIN)/pip install "torch==2.13.0" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -e '.[dev,launchers]'
 	touch $@
 
-install: $(INSTALLED) ## Create .venv: the CPU build of torch first, then shapeshift with dev tools and launchers
+install: $(INSTALLED) ## Create .venv: torch 2.13.0 first (TORCH_INDEX=... picks a build), then shapeshift with dev tools and launchers
 
 test: $(INSTALLED) ## Run the fast test suite (no slow tests)
 	$(BIN)/python -m pytest
