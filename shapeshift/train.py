@@ -98,13 +98,14 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     route_lightning_logs()
     validate(cfg)
     ident = run_identity(cfg)
+    identity = {k: ident[k] for k in ("arch", "aug", "seed")}
     resolve_hardware_choices(cfg)  # before fingerprinting: a run is tied to what it computed
     lead = is_lead()  # under DDP every rank runs this; only rank 0 writes the folder, logs and evaluates
     uses_wandb = str(OmegaConf.select(cfg, "logger._target_", default="")).endswith("WandbLogger")
     folder = RunFolder.claim(
         Path(cfg.output_dir),
         fingerprint_keys(cfg, debug_choice()),
-        {k: ident[k] for k in ("arch", "aug", "seed")},
+        identity,
         force=cfg.force,
         wandb=uses_wandb,
         lead=lead,
@@ -152,18 +153,14 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         tester = evaluation_trainer(trainer, cfg, quality_control(cfg, qc_dir))
         if dry_run:
             log.info("trainer.fast_dev_run: one batch of each stage ran; nothing was saved")
-            return tidy(
-                {**test_metrics(tester, model, datamodule), **{k: ident[k] for k in ("arch", "aug", "seed")}}
-            )
+            return tidy({**test_metrics(tester, model, datamodule), **identity})
         evaluated = checkpoint_file(out, cfg.eval.checkpoint)
         metrics = test_metrics(tester, model, datamodule, str(evaluated))
         t_test = time.perf_counter()
         loaded = model.loaded_checkpoint
         metrics.update(
             {
-                "arch": ident["arch"],
-                "aug": ident["aug"],
-                "seed": ident["seed"],
+                **identity,
                 # From the newest checkpoint: under ddp_spawn this process's trainer never ran an epoch.
                 "epochs": checkpoint_epoch(checkpoint_file(out, "last")) + 1,
                 "torch_threads": torch.get_num_threads(),
