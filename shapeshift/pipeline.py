@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -45,7 +47,9 @@ def build_datamodule(cfg: DictConfig, augment: bool = True):
     )
 
 
-def build_classifier(cfg: DictConfig, backbone: torch.nn.Module, test_set_names: list[str]) -> Classifier:
+def build_classifier(
+    cfg: DictConfig, backbone: torch.nn.Module, test_set_names: list[str], class_names: Sequence[str] = ()
+) -> Classifier:
     scheduler = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None
     interval = (
         scheduler.pop("interval", "epoch") if scheduler else "epoch"
@@ -61,6 +65,8 @@ def build_classifier(cfg: DictConfig, backbone: torch.nn.Module, test_set_names:
         consistency_shift=cfg.eval.consistency_shift,
         consistency_seed=cfg.seed,
         channels_last=cfg.get("channels_last", False),
+        backbone_config=OmegaConf.to_container(cfg.arch, resolve=True),  # so a checkpoint stands alone
+        class_names=class_names,
     )
 
 

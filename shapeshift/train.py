@@ -122,7 +122,9 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     dry_run = bool(cfg.trainer.get("fast_dev_run"))
     qc_dir = None if dry_run else out
     datamodule = build_datamodule(cfg)
-    model = build_classifier(cfg, build_backbone(cfg, ident["arch"]), datamodule.test_set_names)
+    model = build_classifier(
+        cfg, build_backbone(cfg, ident["arch"]), datamodule.test_set_names, datamodule.class_names
+    )
     logger = experiment_logger(cfg, ident, folder.wandb_id) if lead else None
     trainer = instantiate(
         cfg.trainer,

@@ -108,3 +108,51 @@ def test_an_unknown_checkpoint_choice_is_refused(cfg_factory):
 
     with pytest.raises(ConfigError, match="eval.checkpoint must be last or best"):
         train(cfg_factory("debug=smoke", "logger=none", "eval.checkpoint=first"))
+
+
+def test_a_checkpoint_loads_on_its_own_in_a_fresh_process(cfg_factory, tmp_path):
+    """`Classifier.load_from_checkpoint(path)` with no run folder and no config: the backbone is rebuilt
+    from the hyperparameters saved in the checkpoint, and gives the run's own outputs."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from shapeshift.restore import load_model
+    from tests.helpers import save_job_config
+
+    run_dir = tmp_path / "run"
+    cfg = cfg_factory("debug=smoke", "logger=none", "arch=resnet18", "data.image_size=40", output_dir=run_dir)
+    train(cfg)
+    save_job_config(cfg, run_dir)
+    alone = tmp_path / "elsewhere" / "model.ckpt"
+    alone.parent.mkdir()
+    shutil.copy(run_dir / "checkpoints" / "last.ckpt", alone)
+    shutil.rmtree(run_dir / "checkpoints")
+    (run_dir / "checkpoints").mkdir()
+    shutil.copy(alone, run_dir / "checkpoints" / "last.ckpt")
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 40, 40)
+    torch.save(x, tmp_path / "x.pt")
+    script = (
+        "import json, sys, torch\n"
+        "from shapeshift.models.classifier import Classifier\n"
+        "m = Classifier.load_from_checkpoint(sys.argv[1], map_location='cpu').eval()\n"
+        "with torch.no_grad():\n"
+        "    y = m(torch.load(sys.argv[2]))\n"
+        "print(json.dumps({'logits': y.tolist(), 'classes': list(m.class_names)}))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(alone), str(tmp_path / "x.pt")],
+        cwd=tmp_path,  # not the repository: nothing but the file
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["classes"] == ["star", "moon"]
+    expected = load_model(run_dir, cfg, ["iid"])
+    with torch.no_grad():
+        assert torch.allclose(torch.tensor(out["logits"]), expected(x), atol=1e-5)

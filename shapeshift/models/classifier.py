@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError
@@ -26,8 +27,8 @@ def random_translations(x: torch.Tensor, max_shift: int, generator: torch.Genera
 class Classifier(L.LightningModule):
     def __init__(
         self,
-        backbone: nn.Module,
-        num_classes: int,
+        backbone: nn.Module | None = None,
+        num_classes: int | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         scheduler_interval: str = "epoch",
@@ -36,8 +37,25 @@ class Classifier(L.LightningModule):
         consistency_shift: int = 4,
         consistency_seed: int = 0,
         channels_last: bool = False,
+        backbone_config: dict | None = None,
+        class_names: Sequence[str] = (),
     ):
+        """`backbone_config` (the arch's `_target_` config) and `class_names` travel in the checkpoint's
+        hyperparameters: `Classifier.load_from_checkpoint(path)` rebuilds the backbone from them, with no
+        run folder and no config. The optimizer and scheduler factories are not saved (training state)."""
         super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
+        if backbone is None:
+            if backbone_config is None:
+                raise ValueError("Classifier needs a backbone or the backbone_config to build it from")
+            # Local starting weights are not needed to rebuild: the checkpoint's state dict replaces them.
+            backbone = instantiate(
+                {**backbone_config, "weights": None} if "weights" in backbone_config else backbone_config
+            )
+        self.class_names = tuple(class_names)
+        num_classes = num_classes or (backbone_config or {}).get("num_classes") or len(class_names)
+        if not num_classes:
+            raise ValueError("Classifier needs num_classes (or a backbone_config or class_names that say it)")
         # NHWC lets oneDNN pick faster convolutions on CPU (measured: GAP CNN ~100 -> ~145 img/s).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.backbone = backbone.to(memory_format=self.memory_format)
