@@ -160,8 +160,7 @@ def test_callbacks_come_from_config(cfg_factory, tmp_path):
         )
     )
     assert metrics["epochs"] == 2 and metrics["eval/epoch"] == 1
-    assert set(cfg_factory("callbacks=[early_stopping,lr_monitor,rich_progress]").callbacks) == {
+    assert set(cfg_factory("callbacks=[early_stopping,lr_monitor]").callbacks) == {
         "early_stopping",
         "lr_monitor",
-        "rich_progress",
     }
