@@ -157,6 +157,7 @@ class TrainConfig:
     torch_threads: int | None = None
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU and on GPU
     force: bool = False  # rerun a finished run (its metrics.json exists) instead of skipping it
+    optimized_metric: str = "val/loss"  # what `main` returns to a Hydra sweeper (Optuna): never a test metric
 
 
 @dataclass

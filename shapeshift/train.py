@@ -12,6 +12,7 @@ config's run is refused with one line and left as it was.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import sys
@@ -28,7 +29,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from shapeshift.config import misspelled, validate
+from shapeshift.config import ConfigError, misspelled, validate
 from shapeshift.distributed import ddp_launch_scope, evaluation_trainer, is_lead, leave_process_group
 from shapeshift.errors import command_errors
 from shapeshift.lifecycle import Interrupted, RunFolder
@@ -272,12 +273,24 @@ def _summary(metrics: dict, out: Path) -> str:
 def main(cfg: DictConfig) -> float | None:
     out = Path(cfg.output_dir)
     # In a multirun a failed job is re-raised: Hydra marks it failed and runs the others.
-    with command_errors(run_dir=out, reraise=HydraConfig.get().mode == RunMode.MULTIRUN):
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    with command_errors(run_dir=out, reraise=multirun):
         metrics = train(cfg)
     if not metrics:  # a DDP rank other than 0: it trained; rank 0 evaluates and reports
         return None
     log.info("\n%s", _summary(metrics, out))
-    return metrics.get("test/ood/acc", metrics["test/iid/acc"])
+    with command_errors(reraise=multirun):  # the run itself finished: no error.txt for it
+        return objective(metrics, cfg.optimized_metric)
+
+
+def objective(metrics: dict, key: str) -> float:
+    """The value a Hydra sweeper optimizes. A validation metric by default (`val/loss` of the evaluated
+    weights): choosing hyperparameters on the o.o.d. test catalog would make it part of training."""
+    if key not in metrics:
+        close = difflib.get_close_matches(key, list(metrics), n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"optimized_metric={key} is not a key of metrics.json{hint}")
+    return metrics[key]
 
 
 def check_output_dir(argv: list[str]) -> None:

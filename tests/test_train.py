@@ -145,3 +145,16 @@ def test_lightnings_fast_dev_run_tests_one_batch_and_saves_nothing(cfg_factory, 
     assert not any((run_dir / name).exists() for name in ("metrics.json", "qc.pt", "checkpoints"))
     # Nothing to protect: the same folder then takes a real run.
     assert train(cfg_factory("debug=smoke", "logger=none"))["epochs"] == 1
+
+
+def test_a_sweeper_optimizes_a_validation_metric_by_default(cfg_factory):
+    from shapeshift.config import ConfigError
+    from shapeshift.train import objective
+
+    cfg = cfg_factory("debug=smoke")
+    assert cfg.optimized_metric == "val/loss"  # never a test set: tuning on it would leak it into training
+    metrics = {"val/loss": 0.25, "val/acc": 0.9, "test/ood/acc": 0.7}
+    assert objective(metrics, cfg.optimized_metric) == 0.25
+    assert objective(metrics, "test/ood/acc") == 0.7  # any metrics.json key, if the user asks
+    with pytest.raises(ConfigError, match="did you mean val/acc"):
+        objective(metrics, "val/accuracy")
