@@ -6,7 +6,7 @@ ARGS ?=
 TORCH_INDEX ?=  # e.g. https://download.pytorch.org/whl/cpu for the CPU build on a CPU-only machine
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint train sweep preview bench gpu-check clean
+.PHONY: help install test test-full lint train sweep preview bench gpu-check constraints clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,9 +18,9 @@ $(BIN)/python:
 # A stamp file: the environment is (re)installed only when it is missing or pyproject.toml changed.
 INSTALLED := $(VENV)/.installed
 
-$(INSTALLED): pyproject.toml | $(BIN)/python
+$(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install "torch==2.13.0" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install -e '.[dev,launchers]'
+	$(BIN)/pip install -c constraints.txt -e '.[dev,launchers]'
 	touch $@
 
 install: $(INSTALLED) ## Create .venv: torch 2.13.0 first (TORCH_INDEX=... picks a build), then shapeshift with dev tools and launchers
@@ -49,6 +49,10 @@ bench: $(INSTALLED) ## Benchmarks (render, input path, step, evaluation, FLOP fl
 
 gpu-check: $(INSTALLED) ## On a CUDA machine: the GPU check (benchmarks/gpu_check.sh), summary in outputs/gpu_check/
 	PYTHON=$(BIN)/python bash benchmarks/gpu_check.sh
+
+constraints: $(INSTALLED) ## Refresh constraints.txt from this environment (after changing dependencies; then run make test)
+	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^-e\|^shapeshift\|^torch=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean: ## Remove run outputs (keeps the render cache in ~/.cache/shapeshift)
 	rm -rf outputs/runs outputs/sweeps
