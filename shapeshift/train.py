@@ -196,16 +196,27 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         finish_wandb()
 
 
+# Config groups whose chosen option W&B can group and filter runs by (beside arch, aug, cell and seed).
+LOGGED_CHOICES = ("data", "trainer", "scheduler", "callbacks", "experiment", "debug")
+
+
 def experiment_logger(cfg: DictConfig, ident: dict, wandb_id: str | None):
     """The configured logger, its run named and grouped by the run's identity (W&B: continuing `wandb_id`)."""
     cell = f"{ident['arch']}-{ident['aug']}"
+    chosen = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    groups = {g: chosen.get(g) for g in LOGGED_CHOICES}
+    tags = [
+        f"arch:{ident['arch']}",
+        f"aug:{ident['aug']}",
+        *(["smoke"] if groups["debug"] == "smoke" else []),
+    ]
     return build_logger(
         cfg,
         f"{cell}-s{ident['seed']}",
         ident["group"],
-        [f"arch:{ident['arch']}", f"aug:{ident['aug']}"],
+        tags,
         run_id=wandb_id,
-        choices={"arch": ident["arch"], "aug": ident["aug"], "cell": cell, "seed": ident["seed"]},
+        choices={"arch": ident["arch"], "aug": ident["aug"], "cell": cell, "seed": ident["seed"], **groups},
     )
 
 

@@ -66,7 +66,16 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     config = {u.key: json.loads(u.value_json) for u in run.config.update}
     assert run.job_type == "train"  # the dashboard can group by choice names and filter by job type
-    assert config["choices"] == {"arch": "cnn", "aug": "none", "cell": "cnn-none", "seed": 0}
+    assert config["choices"] == {
+        "arch": "cnn",
+        "aug": "none",
+        "cell": "cnn-none",
+        "seed": 0,
+        # every config group's option, to group and filter by; a smoke run is tagged so
+        **{"data": "shapes", "trainer": "default", "scheduler": None, "callbacks": "default"},
+        **{"experiment": None, "debug": "smoke"},
+    }
+    assert "smoke" in run.tags
     summary = {
         u.key: json.loads(u.value_json)
         for r in records
