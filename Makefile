@@ -54,5 +54,5 @@ constraints: $(INSTALLED) ## Refresh constraints.txt from this environment (afte
 	{ sed -n '1,2p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^-e\|^shapeshift\|^torch=='; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
 
-clean: ## Remove run outputs (keeps the render cache in ~/.cache/shapeshift)
-	rm -rf outputs/runs outputs/sweeps
+clean: ## Remove runs/ and sweeps/ from outputs/ (or SHAPESHIFT_LOG_DIR); keeps the render cache
+	rm -rf "$${SHAPESHIFT_LOG_DIR:-outputs}/runs" "$${SHAPESHIFT_LOG_DIR:-outputs}/sweeps"

@@ -31,6 +31,20 @@ DETECTORS = (
     "knn_spatial",
     "knn_stages",
 )
+REFERENCE = "reference"  # the detector made of other runs' predictions (qc.reference)
+AUTO_GATE = "auto"  # qc.gate: the detector with the lowest E-AURC on held-out validation images
+# qc.novelty=auto: the first of these among qc.detectors, best first at telling the catalog from i.i.d.
+# images on the study's runs (docs/quality-control.md).
+NOVELTY_ORDER = (
+    "mahalanobis_stages",
+    "mahalanobis_spatial",
+    "mahalanobis",
+    "knn_stages",
+    "knn_spatial",
+    "knn",
+    "energy",
+    "msp",
+)
 
 
 class ConfigError(ValueError):
@@ -127,14 +141,31 @@ class EvalConfig:
     consistency_shift: int = 4  # max translation (px) for shift consistency on the i.i.d. test set
 
 
+# Held-out shifts the `auto` gate is chosen on: the validation shapes with a square cut out of them, an
+# operation no set of the default catalog uses (so no reported number took part in the choice).
+SELECT_ON = [{"occlusion": {"size": 0.3}}, {"occlusion": {"size": 0.5}}, {"occlusion": {"size": 0.7}}]
+
+
 @dataclass
 class QCConfig:
     detectors: list[str] = field(default_factory=lambda: list(DETECTORS))  # fitted on training features
-    gate: str = (
-        "mahalanobis_stages"  # the detector that accepts or flags images (audit, coverage, accepted_acc)
-    )
-    keep: float = 0.95  # share of i.i.d. validation images the gate accepts: sets its threshold
+    # Flags predictions likely to be wrong: `auto` (the detector with the lowest E-AURC on the validation
+    # images pooled with `select_on`), `reference`, or one of `detectors`.
+    gate: str = AUTO_GATE
+    # Marks images unlike the training data (the audit's `novel`): `auto` (the first of NOVELTY_ORDER in
+    # `detectors`), a detector, or null (none).
+    novelty: str | None = AUTO_GATE
+    keep: float = 0.95  # share of i.i.d. validation images the gate (and novelty) accepts: the thresholds
     k: int = 10  # the k of the nearest-neighbour detectors
+    reference: Any = None  # other runs to compare with: a run dir, a list of them, or a sweep dir
+    reference_min_acc: float = 0.9  # a sweep's runs below this val/acc did not learn the task: not used
+    select_on: list[Any] = field(default_factory=lambda: [dict(s) for s in SELECT_ON])
+
+
+@dataclass
+class PathsConfig:
+    # Every command writes under it (conf/paths/default.yaml: SHAPESHIFT_LOG_DIR, else outputs).
+    log_dir: str = "outputs"
 
 
 @dataclass
@@ -158,13 +189,17 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format: faster convolutions on CPU and on GPU
     force: bool = False  # rerun a finished run (its metrics.json exists) instead of skipping it
     optimized_metric: str = "val/loss"  # what `main` returns to a Hydra sweeper (Optuna): never a test metric
+    paths: PathsConfig = field(default_factory=PathsConfig)  # runs/ and sweeps/ land under paths.log_dir
+    ckpt_path: str | None = None  # start from this checkpoint file (shapeshift/start_from.py)
+    ckpt_mode: str = "resume"  # resume: its whole training state; finetune: its weights, a fresh optimizer
 
 
 @dataclass
 class PreviewConfig:
     data: DataConfig = field(default_factory=DataConfig)
     shift: ShiftConfig = field(default_factory=ShiftConfig)
-    out: str = "outputs/preview.png"
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    out: str = "outputs/preview.png"  # conf/preview.yaml: ${paths.log_dir}/preview.png
     examples: int = 8
 
 
@@ -174,6 +209,8 @@ class EvaluateConfig:
     families: list[str] | None = None  # null: the whole current catalog
     out: str = "evaluation.json"
     accelerator: str = "auto"  # auto: the GPU when there is one, else the CPU
+    reference: Any = None  # other runs to compare with (see QCConfig.reference); null: the run's own
+    gate: str | None = None  # see QCConfig.gate; null: the run's own qc.gate
     shift: ShiftConfig = field(default_factory=ShiftConfig)
 
 
@@ -182,18 +219,38 @@ class AuditConfig:
     run: str = MISSING
     images: str = MISSING  # a folder of deployment images; never written to
     out: str | None = None  # null: <run>/audit/<folder name>
-    keep: float = 0.95  # share of i.i.d. validation images NOT flagged: sets the confidence threshold
+    keep: float = 0.95  # share of i.i.d. validation images NOT flagged: sets the thresholds
     sheet: int = 48  # images on the contact sheet
     accelerator: str = "auto"  # auto: the GPU when there is one, else the CPU
+    reference: Any = None  # other runs to compare with (see QCConfig.reference); null: the run's own
+    gate: str | None = None  # see QCConfig.gate; null: the run's own qc.gate
 
 
 @dataclass
 class ExplainConfig:
     run: str = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)  # its logs land under paths.log_dir
     sets: list[str] = field(default_factory=lambda: ["iid", "position/s5"])
     n: int = 8  # images per set, classes in turn
     out: str | None = None  # null: <run>/saliency.png
     accelerator: str = "auto"  # auto: the GPU when there is one, else the CPU
+
+
+def validate_qc(qc: DictConfig) -> None:
+    if not qc.detectors:
+        return
+    if qc.gate not in (*qc.detectors, AUTO_GATE, REFERENCE):
+        raise ConfigError(
+            f"qc.gate={qc.gate} must be auto, reference or one of qc.detectors {list(qc.detectors)}"
+        )
+    if qc.gate == REFERENCE and not qc.reference:
+        raise ConfigError("qc.gate=reference needs qc.reference=<run, [runs] or sweep dir>")
+    if qc.novelty not in (*qc.detectors, AUTO_GATE, None):
+        raise ConfigError(
+            f"qc.novelty={qc.novelty} must be auto, null or one of qc.detectors {list(qc.detectors)}"
+        )
+    if not 0 <= qc.reference_min_acc <= 1:
+        raise ConfigError(f"qc.reference_min_acc must be in [0, 1], got {qc.reference_min_acc}")
 
 
 def register_schemas() -> None:
@@ -277,8 +334,7 @@ def validate(cfg: DictConfig) -> None:
     unknown = [d for d in cfg.qc.detectors if d not in DETECTORS]
     if unknown:
         raise ConfigError(f"qc.detectors: unknown {unknown}; choose from {', '.join(DETECTORS)}")
-    if cfg.qc.detectors and cfg.qc.gate not in cfg.qc.detectors:
-        raise ConfigError(f"qc.gate={cfg.qc.gate} must be one of qc.detectors {list(cfg.qc.detectors)}")
+    validate_qc(cfg.qc)
     if not 0 < cfg.qc.keep < 1 or cfg.qc.k < 1:
         raise ConfigError(f"qc.keep must be in (0, 1) and qc.k >= 1, got keep={cfg.qc.keep}, k={cfg.qc.k}")
     if not isinstance(cfg.arch, DictConfig) or "_target_" not in cfg.arch:

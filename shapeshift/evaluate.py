@@ -2,6 +2,7 @@
 
     python -m shapeshift.evaluate run=outputs/runs/2026-11-28/15-30-27-063380
     python -m shapeshift.evaluate run=outputs/sweeps/2026-11-28/16-00-00-000000 families=[rotation,squash]
+    python -m shapeshift.evaluate run=<sweep dir> reference=<sweep dir>   # each run's references: the others
 
 Each run is rebuilt from its own saved config (`.hydra/config.yaml`), not today's defaults; only the
 catalog is today's. Results go to `evaluation.json` beside the run's `metrics.json`, which is never touched.
@@ -24,6 +25,7 @@ from shapeshift.errors import command_errors
 from shapeshift.loggers import silence_known_noise
 from shapeshift.metric_keys import tidy
 from shapeshift.pipeline import build_datamodule, quality_control, test_metrics
+from shapeshift.references import override_qc, qc_references
 from shapeshift.restore import RunError, checkpoint_path, load_model, load_run_config
 from shapeshift.run_dir import METRICS_FILE, find_runs, write_metrics
 from shapeshift.runtime import AUTO, choose_deterministic, fast_cpu_math
@@ -38,6 +40,8 @@ def evaluate_run(
     families: list[str] | None,
     out: str = "evaluation.json",
     accelerator: str = AUTO,
+    reference=None,
+    gate: str | None = None,
 ) -> dict:
     if Path(out).name == METRICS_FILE:
         raise ConfigError(f"out={out} would overwrite the training results; choose another name")
@@ -48,6 +52,9 @@ def evaluate_run(
     with open_dict(cfg):
         cfg.shift.families = selected
     datamodule = build_datamodule(cfg, augment=False)
+    # `gate=` and `reference=` given here replace the run's own; checked before anything is written.
+    override_qc(cfg, gate, reference)
+    references = qc_references(cfg, cfg.qc.reference, run_dir)
     weights = checkpoint_path(run_dir, cfg)
     model = load_model(run_dir, cfg, datamodule.test_set_names, weights)
     # The run's own precision and detectors (loaded from qc.pt, or fitted for runs made before it existed).
@@ -61,7 +68,7 @@ def evaluate_run(
         deterministic=choose_deterministic(AUTO, accelerator)[0],
         default_root_dir=str(run_dir),
         precision=cfg.trainer.precision,
-        callbacks=quality_control(cfg, str(run_dir)),
+        callbacks=quality_control(cfg, str(run_dir), references),
     )
     t0 = time.perf_counter()
     metrics = test_metrics(trainer, model, datamodule)
@@ -98,7 +105,9 @@ def main(cfg: DictConfig) -> None:
     failed = 0
     for run_dir in runs:  # one run that cannot be evaluated does not stop the others
         try:
-            metrics = evaluate_run(run_dir, cfg.shift, cfg.families, cfg.out, cfg.accelerator)
+            metrics = evaluate_run(
+                run_dir, cfg.shift, cfg.families, cfg.out, cfg.accelerator, cfg.reference, cfg.gate
+            )
         except ConfigError as err:
             failed += 1
             print(f"shapeshift: {run_dir}: {err}", file=sys.stderr)

@@ -19,6 +19,8 @@ def silence_known_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*litlogger.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty.*")
+    # Resumed from another run's file (ckpt_path): its checkpoint bookkeeping rightly stays with that run.
+    warnings.filterwarnings("ignore", message=r".*The dirpath has changed from .* won't be reloaded.*")
     # A saved checkpoint tested on a Trainer made for testing (rank 0 after DDP) needs no ModelCheckpoint.
     warnings.filterwarnings(
         "ignore", message=r".*Be aware that when using `ckpt_path`, callbacks used to create.*"

@@ -70,13 +70,29 @@ def build_classifier(
     )
 
 
-def quality_control(cfg: DictConfig, run_dir: str | None) -> list[QualityControl]:
-    """The callback that fits the run's o.o.d. detectors before its test (none when qc.detectors is empty)."""
+def quality_control(cfg: DictConfig, run_dir: str | None, references=()) -> list[QualityControl]:
+    """The callback that fits and calibrates the run's detectors before its test (none when qc.detectors
+    is empty); `references`: (run dir, classifier) pairs from `shapeshift.references.resolve`."""
     qc = cfg.qc
-    return [QualityControl(list(qc.detectors), qc.gate, qc.keep, qc.k, run_dir)] if qc.detectors else []
+    if not qc.detectors:
+        return []
+    select_on = OmegaConf.to_container(qc.select_on, resolve=True) if qc.get("select_on") else []
+    return [
+        QualityControl(
+            list(qc.detectors),
+            qc.gate,
+            qc.keep,
+            qc.k,
+            run_dir,
+            novelty=qc.get("novelty"),
+            select_on=select_on,
+            references=references,
+        )
+    ]
 
 
 def test_metrics(trainer, model: Classifier, datamodule, ckpt_path: str | None = None) -> dict[str, float]:
     """Run the test loop over every evaluation set; per-set metrics plus family and o.o.d. means."""
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-    return aggregate({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    metrics = aggregate({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    return {**metrics, **model.qc_summary}  # which gate the QC metrics describe, and its references

@@ -7,14 +7,14 @@ A run folder is made by `shapeshift.train` and read by every other command:
     qc.pt               the fitted o.o.d. detectors        risk_coverage.json the gate's risk vs coverage
     error.txt           why the job failed                 train.log          the run's log
 
-The fingerprint is a digest of every config key that changes what a run computes. A folder that already
-holds a finished or interrupted run is reused (skipped, resumed) only when the fingerprints match.
+The fingerprint (`shapeshift.fingerprint`) is a digest of every config key that changes what a run computes.
+A folder that already holds a finished or interrupted run is reused (skipped, resumed) only when the
+fingerprints match.
 The metric keys of `metrics.json` are `shapeshift.metric_keys`'.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
 
+from shapeshift.fingerprint import differing_keys, digest
 from shapeshift.metric_keys import is_number, tidy
 
 METRICS_FILE = "metrics.json"
@@ -38,32 +38,6 @@ CHECKPOINT_DIR = "checkpoints"
 QC_FILE = "qc.pt"
 RISK_COVERAGE_FILE = "risk_coverage.json"
 NOT_RUNS = {HYDRA_DIR, "wandb", CHECKPOINT_DIR, "csv", "audit", "__pycache__", ".git"}  # never searched
-
-# The config sections that decide a run's results (`debug` is a group: its effect shows in data/trainer,
-# and its choice is added below so a smoke run never matches a full one).
-FINGERPRINTED = (
-    "seed",
-    "data",
-    "arch",
-    "aug",
-    "shift",
-    "trainer",
-    "optimizer",
-    "scheduler",
-    "eval",
-    "qc",
-    "callbacks",
-)
-# Keys inside those sections that change where or how verbosely a run works, not what it computes.
-NOT_FINGERPRINTED = {
-    "data.cache_dir",
-    "data.num_workers",
-    "data.root",
-    "data.eval_batch_size",
-    "trainer.enable_progress_bar",
-    "trainer.enable_model_summary",
-    "trainer.log_every_n_steps",
-}
 
 
 class RunMismatch(ValueError):
@@ -81,35 +55,6 @@ def is_finished(run_dir: str | os.PathLike) -> bool:
 def is_started(run_dir: str | os.PathLike) -> bool:
     """Finished, or interrupted with a checkpoint to resume from: either way, results exist to protect."""
     return is_finished(run_dir) or checkpoint_file(run_dir, "last").is_file()
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: node}
-
-
-def fingerprint_keys(cfg: DictConfig, debug: str | None = None) -> dict[str, Any]:
-    """The resolved values of every key that changes results, flattened to `section.key` names."""
-    chosen = {
-        key: OmegaConf.to_container(cfg[key], resolve=True) if isinstance(cfg[key], DictConfig) else cfg[key]
-        for key in FINGERPRINTED
-        if key in cfg
-    }
-    keys = {k: v for k, v in flatten(chosen).items() if k not in NOT_FINGERPRINTED}
-    keys["debug"] = debug
-    return keys
-
-
-def digest(keys: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    return sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
 
 
 def read_record(run_dir: str | os.PathLike) -> dict | None:

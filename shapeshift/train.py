@@ -25,13 +25,15 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from shapeshift.config import ConfigError, misspelled, validate
+from shapeshift.checkpointing import run_callbacks
+from shapeshift.config import ConfigError, validate
 from shapeshift.distributed import ddp_launch_scope, evaluation_trainer, is_lead, leave_process_group
 from shapeshift.errors import command_errors
+from shapeshift.fingerprint import fingerprint_keys
 from shapeshift.lifecycle import Interrupted, RunFolder
 from shapeshift.loggers import build_logger, finish_wandb, route_lightning_logs, silence_known_noise
 from shapeshift.metric_keys import tidy
@@ -42,7 +44,9 @@ from shapeshift.pipeline import (
     quality_control,
     test_metrics,
 )
-from shapeshift.run_dir import METRICS_FILE, arch_name, aug_label, checkpoint_file, fingerprint_keys
+from shapeshift.preflight import check_command_line
+from shapeshift.references import qc_references
+from shapeshift.run_dir import CHECKPOINT_DIR, METRICS_FILE, arch_name, aug_label, checkpoint_file
 from shapeshift.runtime import (
     checkpoint_epoch,
     choose_deterministic,
@@ -53,6 +57,7 @@ from shapeshift.runtime import (
     release_memory,
     reset_peak_memory,
 )
+from shapeshift.start_from import StartFrom
 from shapeshift.wandb_catalog import log_catalog
 
 log = logging.getLogger("shapeshift")
@@ -103,6 +108,10 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     resolve_hardware_choices(cfg)  # before fingerprinting: a run is tied to what it computed
     lead = is_lead()  # under DDP every rank runs this; only rank 0 writes the folder, logs and evaluates
     uses_wandb = str(OmegaConf.select(cfg, "logger._target_", default="")).endswith("WandbLogger")
+    # Checked and loaded before the folder is claimed: a bad reference fails in one line, writing nothing.
+    references = qc_references(cfg, cfg.qc.reference, Path(cfg.output_dir)) if lead else []
+    configured = run_callbacks(cfg, Path(cfg.output_dir) / CHECKPOINT_DIR)  # checked: last.ckpt will exist
+    start = StartFrom.open(cfg)  # ckpt_path, checked before the fingerprint hashes it (None without one)
     folder = RunFolder.claim(
         Path(cfg.output_dir),
         fingerprint_keys(cfg, debug_choice()),
@@ -126,19 +135,16 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
     model = build_classifier(
         cfg, build_backbone(cfg, ident["arch"]), datamodule.test_set_names, datamodule.class_names
     )
+    if start is not None:  # before a logger starts: weights of another model fail in one line
+        start.check_fits(model, ident["arch"], cfg.arch._target_)
     logger = experiment_logger(cfg, ident, folder.wandb_id) if lead else None
     trainer = instantiate(
         cfg.trainer,
         logger=logger if logger is not None else False,
-        callbacks=[
-            *checkpoint_callbacks(folder.checkpoints, cfg.eval.checkpoint),
-            *quality_control(cfg, qc_dir),
-            *configured_callbacks(cfg),
-            *(callbacks or []),
-        ],
+        callbacks=[*configured, *quality_control(cfg, qc_dir, references), *(callbacks or [])],
         default_root_dir=str(out),
     )
-    resume = folder.resume_from
+    resume = start.fit_from(model, folder.resume_from) if start else folder.resume_from
     try:
         t0 = time.perf_counter()
         datamodule.prepare_data()
@@ -153,7 +159,7 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         if not lead:
             return {}
         t_fit = time.perf_counter()
-        tester = evaluation_trainer(trainer, cfg, quality_control(cfg, qc_dir))
+        tester = evaluation_trainer(trainer, cfg, quality_control(cfg, qc_dir, references))
         if dry_run:
             log.info("trainer.fast_dev_run: one batch of each stage ran; nothing was saved")
             return tidy({**test_metrics(tester, model, datamodule), **identity})
@@ -220,36 +226,6 @@ def experiment_logger(cfg: DictConfig, ident: dict, wandb_id: str | None):
     )
 
 
-def checkpoint_callbacks(ckpt_dir: Path, evaluated: str) -> list[ModelCheckpoint]:
-    """`last.ckpt` after every epoch (resume, and the default evaluation); `best.ckpt` only when evaluated.
-
-    `best` monitors val/loss, not val/acc: accuracy saturates at 1.000 in the first epoch on this task, and
-    a tie keeps the earlier checkpoint, so "best accuracy" would mean "first epoch". Ties in val/loss keep
-    the earlier epoch too (Lightning compares strictly), which is deterministic.
-    """
-    # monitor=None with save_top_k=1: saved after every epoch, the previous one replaced.
-    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", enable_version_counter=False)
-    if evaluated != "best":
-        return [last]
-    best = ModelCheckpoint(
-        dirpath=ckpt_dir,
-        filename="best",
-        monitor="val/loss",
-        mode="min",
-        save_top_k=1,
-        save_weights_only=True,
-        enable_version_counter=False,
-    )
-    return [last, best]
-
-
-def configured_callbacks(cfg: DictConfig) -> list[Callback]:
-    """The callbacks chosen in the `callbacks` group (early stopping, LR monitor, rich progress, ...)."""
-    return [
-        instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node and "_target_" in node
-    ]
-
-
 def debug_choice() -> str | None:
     return HydraConfig.get().runtime.choices.get("debug") if HydraConfig.initialized() else None
 
@@ -304,36 +280,6 @@ def objective(metrics: dict, key: str) -> float:
     return metrics[key]
 
 
-def check_output_dir(argv: list[str]) -> None:
-    """Fail in one line, before Hydra's traceback, when the run or sweep dir cannot be created."""
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]  # Hydra's quoting, needed for folder names with commas (sweep job dirs)
-        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "${" not in value:
-            break
-    else:
-        key, value = "output folder", "outputs"
-    try:
-        Path(value).expanduser().mkdir(parents=True, exist_ok=True)
-        probe = Path(value).expanduser() / f".write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as err:
-        print(f"shapeshift: cannot write to {key} {value!r}: {err.strerror or err}", file=sys.stderr)
-        sys.exit(2)
-
-
-def check_keys(argv: list[str]) -> None:
-    """Fail in one line with a "did you mean" when a command-line key is not in the config."""
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    problem = misspelled(argv, {p.name for p in conf.iterdir() if p.is_dir()})
-    if problem:
-        print(f"shapeshift: {problem}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    check_keys(sys.argv[1:])
-    check_output_dir(sys.argv[1:])
+    check_command_line(sys.argv[1:])
     main()

@@ -49,10 +49,15 @@ def test_audit_a_folder_of_mixed_files(trained_run, tmp_path):
     score = f"score_{result['gate']}"
     for r in rows:
         assert r["predicted_class"] in ("star", "moon") and 0.5 <= float(r["confidence"]) <= 1.0
-        assert r["ood_flag"] == str(int(float(r[score]) < result["threshold"]))
+        assert r["flagged"] == str(int(float(r[score]) < result["threshold"]))
+        assert r["novel"] in ("0", "1") and f"score_{result['novelty']}" in r
     by_file = {r["file"]: r for r in rows}
-    assert by_file["china.jpg"]["ood_flag"] == by_file["flower.jpg"]["ood_flag"] == "1"  # no shape: flagged
-    assert by_file["good_0.png"]["ood_flag"] == "0"
+    assert by_file["china.jpg"]["novel"] == by_file["flower.jpg"]["novel"] == "1"  # no shape: novel
+    assert by_file["china.jpg"]["flagged"] == by_file["flower.jpg"]["flagged"] == "1"  # and likely wrong
+    assert by_file["good_0.png"]["flagged"] == by_file["good_0.png"]["novel"] == "0"
+    assert result["novel"] == pytest.approx(np.mean([r["novel"] == "1" for r in rows]))
+    low, high = result["estimate_interval"]  # no reference: ATC, with a sampling interval around it
+    assert result["estimator"] == "atc" and low <= result["estimate"] <= high
     # The contact sheet's order: the most suspicious first, the photos lowest of all.
     lowest = sorted(rows, key=lambda r: float(r[score]))[:2]
     assert {r["file"] for r in lowest} == {"china.jpg", "flower.jpg"}
@@ -62,6 +67,7 @@ def test_audit_a_folder_of_mixed_files(trained_run, tmp_path):
     assert (result["out"] / "contact_sheet.png").stat().st_size > 1000
     text = summary(result)
     assert "audited 9 images (2 skipped)" in text and "keeps 95%" in text and result["gate"] in text
+    assert "estimated accuracy" in text and "ATC" in text
 
 
 def test_a_sweep_is_ranked_on_a_labelled_sample(trained_run, tmp_path, cache_dir):
@@ -98,8 +104,10 @@ def test_a_sweep_is_ranked_on_a_labelled_sample(trained_run, tmp_path, cache_dir
     unlabelled = tmp_path / "unlabelled"
     shutil.copytree(sample / "star", unlabelled)
     result = rank_sweep(str(sweep), str(unlabelled), out=str(tmp_path / "rank2"))
-    assert (
-        not result["labelled"] and "ranked by the share each model's gate flags" in result["md"].read_text()
+    assert not result["labelled"] and "ranked by each model's estimated accuracy" in result["md"].read_text()
+    estimates = [r["estimate"] for r in result["runs"]]
+    assert estimates == sorted(estimates, reverse=True) and all(
+        r["estimator"] == "atc" for r in result["runs"]
     )
 
 
@@ -120,7 +128,14 @@ def test_audit_warns_when_far_more_images_are_flagged_than_iid():
         "iid_flagged": 0.05,
         "gate": "msp",
         "keep": 0.95,
+        "novelty": None,
+        "novel": 0.0,
+        "estimator": "agreement",
+        "estimate": 0.4,
+        "estimate_interval": (0.17, 0.69),
+        "references": ["a", "b"],
         "classes": {"star": 5, "moon": 5},
     }
-    assert "WARNING" in summary(result)
+    text = summary(result)
+    assert "WARNING" in text and "0.400 (95% interval 0.170-0.690" in text and "2 reference run(s)" in text
     assert "WARNING" not in summary({**result, "flagged": 0.06})

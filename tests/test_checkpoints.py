@@ -2,6 +2,8 @@
 saturates in its first epoch: the case where "best accuracy" and a lazily written last.ckpt both mean
 epoch 0."""
 
+import re
+
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -156,3 +158,98 @@ def test_a_checkpoint_loads_on_its_own_in_a_fresh_process(cfg_factory, tmp_path)
     expected = load_model(run_dir, cfg, ["iid"])
     with torch.no_grad():
         assert torch.allclose(torch.tensor(out["logits"]), expected(x), atol=1e-5)
+
+
+class LastSaved(Callback):
+    """The epoch `checkpoints/last.ckpt` holds as each epoch starts (None: not written yet)."""
+
+    def __init__(self, run_dir):
+        self.path, self.seen = run_dir / "checkpoints" / "last.ckpt", {}
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.seen[trainer.current_epoch] = stored(self.path)[0] if self.path.is_file() else None
+
+
+def test_model_checkpoint_is_configured_from_the_callbacks_group(cfg_factory, tmp_path):
+    """`callbacks.model_checkpoint.every_n_epochs=2` saves every second epoch; the final epoch is saved
+    whatever the schedule, so the run evaluates it and its results are the default schedule's."""
+    three = [*SATURATING, "trainer.max_epochs=3"]
+    every = LastSaved(tmp_path / "every")
+    default = train(cfg_factory(*three, output_dir=tmp_path / "every"), callbacks=[every])
+    assert every.seen == {0: None, 1: 0, 2: 1}
+
+    second = LastSaved(tmp_path / "second")
+    overrides = [*three, "callbacks.model_checkpoint.every_n_epochs=2"]
+    sparse = train(cfg_factory(*overrides, output_dir=tmp_path / "second"), callbacks=[second])
+    assert second.seen == {0: None, 1: None, 2: 1}  # after epoch 1 only, then the final epoch
+    assert stored(tmp_path / "second" / "checkpoints" / "last.ckpt") == (2, 3 * STEPS_PER_EPOCH)
+    assert (sparse["eval/epoch"], sparse["epochs"]) == (2, 3)
+    # Where and how often last.ckpt is written is not a result: same metrics, same fingerprint.
+    assert without_measurements(sparse) == without_measurements(default)
+
+
+def test_early_stopping_between_two_saves_still_saves_the_final_epoch(cfg_factory, tmp_path):
+    # lr 1e-2: the validation loss is 0.0 from the first epoch on, so patience 1 stops after epoch 1
+    # (tests/test_config.py); every_n_epochs=3 would first save after epoch 2.
+    metrics = train(
+        cfg_factory(
+            *SATURATING,
+            "optimizer.lr=0.01",
+            "callbacks=[early_stopping]",
+            "callbacks.early_stopping.patience=1",
+            "callbacks.model_checkpoint.every_n_epochs=3",
+            output_dir=tmp_path / "run",
+        )
+    )
+    assert (metrics["epochs"], metrics["eval/epoch"]) == (2, 1)
+    assert stored(tmp_path / "run" / "checkpoints" / "last.ckpt") == (1, 2 * STEPS_PER_EPOCH)
+
+
+def test_listing_callbacks_keeps_checkpointing(cfg_factory):
+    checkpoints = {"model_checkpoint", "best_checkpoint"}
+    assert set(cfg_factory().callbacks) == checkpoints
+    assert set(cfg_factory("callbacks=[early_stopping]").callbacks) == {*checkpoints, "early_stopping"}
+    # lightning-hydra-template's habit of naming the checkpoint option too changes nothing
+    named = cfg_factory("callbacks=[model_checkpoint,early_stopping]")
+    assert named.callbacks == cfg_factory("callbacks=[early_stopping]").callbacks
+    assert named.callbacks.model_checkpoint.dirpath == f"{named.output_dir}/checkpoints"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["~callbacks.model_checkpoint"], "callbacks.model_checkpoint is missing: it writes"),
+        (["callbacks.model_checkpoint.filename=newest"], "filename must be last, got newest"),
+        (["callbacks.model_checkpoint.dirpath=/tmp/elsewhere"], "dirpath must be the run's checkpoints"),
+        (["callbacks.model_checkpoint.monitor=val/acc"], "monitor must be null: last.ckpt holds the newest"),
+        (["callbacks.model_checkpoint.save_top_k=0"], "save_top_k=0 saves no last.ckpt"),
+        (["callbacks.model_checkpoint.save_weights_only=true"], "without the optimizer state"),
+        (["callbacks.model_checkpoint.every_n_epochs=-1"], "every_n_epochs=-1. Must be >= 0"),
+        (["trainer.enable_checkpointing=false"], "enable_checkpointing=false would leave no"),
+        (["eval.checkpoint=best", "~callbacks.best_checkpoint"], "callbacks.best_checkpoint is missing"),
+        (["eval.checkpoint=best", "callbacks.best_checkpoint.monitor=null"], "must monitor a metric"),
+    ],
+)
+def test_settings_that_leave_no_checkpoint_to_read_are_refused_before_training(
+    overrides, message, cfg_factory, tmp_path
+):
+    from shapeshift.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        train(cfg_factory("debug=smoke", "logger=none", *overrides))
+    assert not (tmp_path / "run").exists()  # refused before the folder was claimed
+
+
+def test_a_refused_checkpoint_setting_is_one_line(tmp_path, cache_dir):
+    from tests.helpers import run_cli
+
+    proc = run_cli(
+        "train",
+        ["debug=smoke", "callbacks.model_checkpoint.save_top_k=0", f"hydra.run.dir={tmp_path / 'run'}"],
+        cache_dir,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "shapeshift: config error: callbacks.model_checkpoint.save_top_k=0 saves no last.ckpt; to save only "
+        "the final epoch, set callbacks.model_checkpoint.every_n_epochs=0"
+    ]

@@ -163,4 +163,6 @@ def test_callbacks_come_from_config(cfg_factory, tmp_path):
     assert set(cfg_factory("callbacks=[early_stopping,lr_monitor]").callbacks) == {
         "early_stopping",
         "lr_monitor",
+        "model_checkpoint",  # always there (tests/test_checkpoints.py)
+        "best_checkpoint",
     }

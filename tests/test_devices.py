@@ -60,7 +60,13 @@ def record_trainer(seen: dict):
 def test_evaluate_runs_on_the_gpu_when_there_is_one(has_gpu, monkeypatch, tmp_path):
     """`auto` by default; deterministic on the CPU, "warn" on a GPU (reflection padding has no deterministic
     CUDA backward, so `True` would raise for antialiased-cnns)."""
-    cfg = OmegaConf.create({"trainer": {"precision": "32-true"}, "shift": {"families": {}}})
+    cfg = OmegaConf.create(
+        {
+            "trainer": {"precision": "32-true"},
+            "shift": {"families": {}},
+            "qc": {"detectors": [], "reference": None},
+        }
+    )
     monkeypatch.setattr(shapeshift.evaluate, "load_run_config", lambda run_dir: cfg)
     monkeypatch.setattr(
         shapeshift.evaluate,

@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from shapeshift.qc.bank import DetectorBank, accuracy_estimates
+from shapeshift.qc.bank import DetectorBank
+from shapeshift.qc.detectors import log_prob_of, reference_score
+from shapeshift.qc.estimates import per_set
 from shapeshift.qc.gate import atc_estimate, atc_threshold, expected_errors, failure_detection
 
 CORRECT = torch.tensor([1, 1, 0, 1, 0, 1, 1, 1, 0, 1]).bool()  # 3 errors in 10
@@ -63,7 +65,7 @@ def test_every_set_gets_failure_metrics_on_itself_pooled_with_the_iid_set():
     logits = torch.randn(30, 2)
     set_index = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)  # iid, rotation/s1, mix
     correct = torch.rand(30) > 0.3
-    bank.update(set_index, correct, logits, {})
+    bank.update(set_index, correct, logits, {})  # no references: no inputs needed
     metrics, _ = bank.compute(["iid", "rotation/s1", "mix"])
     msp = logits.softmax(1).max(1).values.double()
     for name, pooled in (("iid", set_index == 0), ("rotation/s1", set_index <= 1), ("mix", set_index != 1)):
@@ -86,9 +88,32 @@ def test_accuracy_estimates_per_set_and_their_error_over_the_shifted_sets():
     index = torch.tensor([0] * 4 + [1] * 4 + [2] * 4)  # iid, rotation/s1, mix
     correct = torch.tensor([1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0]).bool()
     confidence = torch.tensor([9, 8, 7, 6, 9, 1, 1, 1, 9, 8, 7, 1], dtype=torch.float64)
-    m = accuracy_estimates(["iid", "rotation/s1", "mix"], index, correct, confidence, cut=5.0)
+    m = per_set(["iid", "rotation/s1", "mix"], index, correct, confidence, 5.0, reference=None)
     assert m["test/iid/acc_estimate/atc"] == 1.0
     assert m["test/rotation/s1/acc_estimate/atc"] == 0.25  # right: 1 of 4 correct
     assert m["test/mix/acc_estimate/atc"] == 0.75  # 0.25 too high
     assert m["test/acc_estimate_mae/atc"] == pytest.approx((0.0 + 0.25) / 2)  # the i.i.d. set not counted
-    assert accuracy_estimates(["iid"], index, correct, confidence, cut=math.nan) == {}
+    assert per_set(["iid"], index, correct, confidence, math.nan, reference=None) == {}
+    # With references: their mean probability for the predicted class, averaged, per set.
+    agree = (
+        torch.tensor([1, 1, 1, 1, 1, 0, 0, 0, 1, 0.5, 0.5, 0], dtype=torch.float64).clamp_min(1e-300).log()
+    )
+    m = per_set(["iid", "rotation/s1", "mix"], index, correct, confidence, math.nan, reference=agree)
+    assert m["test/rotation/s1/acc_estimate/agreement"] == pytest.approx(0.25)
+    assert m["test/mix/acc_estimate/agreement"] == pytest.approx(0.5)  # exactly the accuracy
+    assert m["test/acc_estimate_mae/agreement"] == pytest.approx(0.0)
+    assert "test/acc_estimate_mae/atc" not in m
+
+
+def test_reference_score_is_the_log_of_the_references_mean_probability_for_the_prediction():
+    logits = torch.tensor([[3.0, 0.0], [0.0, 3.0], [40.0, 0.0]])  # predicts 0, 1, 0
+    agree = torch.tensor([[2.0, 0.0], [0.0, 2.0], [60.0, 0.0]])
+    disagree = -agree
+    expected = (agree.softmax(1)[:, 0:1].squeeze() + disagree.softmax(1)[:, 0:1].squeeze()) / 2
+    expected[1] = (agree.softmax(1)[1, 1] + disagree.softmax(1)[1, 1]) / 2
+    score = reference_score(logits, [agree, disagree])
+    assert torch.allclose(score.exp(), expected.double(), atol=1e-12)
+    # Far past float32's resolution the log is still exact, so confident agreements do not tie at 0.
+    sure = log_prob_of(torch.tensor([[60.0, 0.0], [50.0, 0.0]]), torch.tensor([0, 0]))
+    assert sure[0] < 0 and sure[1] < sure[0]
+    assert reference_score(logits, [agree])[2] > reference_score(logits, [agree, disagree])[2]

@@ -18,18 +18,44 @@ PACKAGE = Path(__file__).resolve().parents[1] / "shapeshift"
 
 # Bottom to top. A module may import from its own layer or a lower one.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("helpers", {"shapeshift", "config", "run_dir", "metric_keys", "lifecycle", "errors", "runtime"}),
+    (
+        "helpers",
+        {
+            "shapeshift",
+            "config",
+            "fingerprint",
+            "run_dir",
+            "metric_keys",
+            "lifecycle",
+            "errors",
+            "runtime",
+            "preflight",
+        },
+    ),
     ("data", {"data"}),
     ("models", {"models"}),
     ("qc", {"qc"}),
-    ("plumbing", {"pipeline", "restore", "distributed", "loggers", "wandb_catalog", "saliency"}),
+    (
+        "plumbing",
+        {
+            "pipeline",
+            "restore",
+            "references",
+            "checkpointing",
+            "start_from",
+            "distributed",
+            "loggers",
+            "wandb_catalog",
+            "saliency",
+        },
+    ),
     ("reporting", {"reporting"}),
     ("commands", {"train", "evaluate", "audit", "explain", "preview", "report"}),
 ]
 
 # Parts that must import without torch (reading a report or a run folder's files): what they import at import
 # time, followed through shapeshift's own modules, never reaches a module that imports one of `TORCH`.
-TORCH_FREE = {"shapeshift", "run_dir", "metric_keys", "lifecycle", "reporting", "report"}
+TORCH_FREE = {"shapeshift", "fingerprint", "run_dir", "metric_keys", "lifecycle", "reporting", "report"}
 TORCH = {
     "torch",
     "lightning",

@@ -7,8 +7,9 @@ import json
 import pytest
 from lightning.pytorch.callbacks import Callback
 
+from shapeshift.fingerprint import fingerprint_keys
 from shapeshift.lifecycle import RunFolder
-from shapeshift.run_dir import RunMismatch, fingerprint_keys, new_record, read_record, write_json
+from shapeshift.run_dir import RunMismatch, new_record, read_record, write_json
 from shapeshift.train import train
 
 IDENTITY = {"arch": "cnn", "aug": "none", "seed": 0}
@@ -115,3 +116,18 @@ def test_train_skips_a_finished_run(cfg_factory, tmp_path):
 
     assert train(cfg_factory(*cfg, output_dir=tmp_path / "run"), callbacks=[MustNotTrain()]) == first
     assert (tmp_path / "run" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_checkpoint_settings_count_only_where_they_change_results(keys, cfg_factory, tmp_path):
+    base = keys("arch=cnn")
+    # A run that checkpoints as it always did keeps the fingerprint it always had: no callbacks key.
+    assert not any(k.startswith("callbacks.") for k in base)
+    # When last.ckpt is written is no result (the final epoch is always saved), nor is the folder.
+    assert keys("arch=cnn", "callbacks.model_checkpoint.every_n_epochs=2") == base
+    assert fingerprint_keys(cfg_factory("arch=cnn", output_dir=tmp_path / "elsewhere")) == base
+    # best.ckpt's settings are a result only when best.ckpt is evaluated.
+    assert keys("arch=cnn", "callbacks.best_checkpoint.monitor=val/acc") == base
+    best = keys("arch=cnn", "eval.checkpoint=best")
+    assert best["callbacks.best_checkpoint.monitor"] == "val/loss"
+    assert "callbacks.best_checkpoint.dirpath" not in best
+    assert keys("arch=cnn", "eval.checkpoint=best", "callbacks.best_checkpoint.monitor=val/acc") != best

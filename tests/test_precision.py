@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from shapeshift import runtime
-from shapeshift.run_dir import digest, fingerprint_keys, read_record
+from shapeshift.fingerprint import digest, fingerprint_keys
+from shapeshift.run_dir import read_record
 from shapeshift.runtime import choose_precision
 from shapeshift.train import resolve_hardware_choices, train
 

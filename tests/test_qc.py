@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from shapeshift.models.features import tapped
-from shapeshift.qc.detectors import SHRINKAGE, Energy, KNearest, Mahalanobis, MaxSoftmax
+from shapeshift.qc.detectors import MAX_WIDTH, SHRINKAGE, Energy, KNearest, Mahalanobis, MaxSoftmax
 from shapeshift.qc.gate import SaturatedScores, detection, gate_metrics, risk_coverage, threshold
 
 
@@ -173,10 +173,30 @@ def test_mahalanobis_score_equals_the_per_class_quadratic_form():
     assert torch.allclose(
         det.score(None, {"global": test}), min_quadratic_form(test, means, precision), rtol=1e-10, atol=1e-9
     )
-    # As qc.pt is read back: only the means and the covariance's Cholesky factor are saved.
+    # As qc.pt is read back: the means and the covariance's Cholesky factor (features this narrow are not
+    # sketched: the sketch's buffers are empty).
     state = det.state_dict()
-    assert set(state) == {"means", "chol"}
+    assert set(state) == {"means", "chol", "sketch.bucket", "sketch.sign"}
+    assert state["sketch.bucket"].numel() == 0
     loaded = Mahalanobis("global")
-    loaded.means, loaded.chol = torch.empty_like(state["means"]), torch.empty_like(state["chol"])
-    loaded.load_state_dict(state)
+    for key, value in state.items():
+        owner, _, name = key.rpartition(".")
+        setattr(loaded.get_submodule(owner), name, value)
     assert torch.equal(loaded.score(None, {"global": test}), det.score(None, {"global": test}))
+
+
+def test_wide_features_are_sketched_to_a_fixed_width_keeping_distances():
+    g = torch.Generator().manual_seed(2)
+    x, labels = torch.randn(300, 4096, generator=g), torch.randint(0, 2, (300,), generator=g)
+    det = Mahalanobis("stages")
+    det.fit(x, labels)
+    assert det.chol.shape == (MAX_WIDTH, MAX_WIDTH) and det.means.shape == (2, MAX_WIDTH)
+    sketched = det.sketch(x[:50])
+    # A count sketch keeps squared norms in expectation: within 20% for 4096 -> 512 dims.
+    ratio = sketched.pow(2).sum(1) / x[:50].pow(2).sum(1)
+    assert (ratio - 1).abs().max() < 0.2
+    # The same seed gives the same map: a refit or another process scores alike.
+    again = Mahalanobis("stages")
+    again.fit(x, labels)
+    assert torch.equal(again.sketch.bucket, det.sketch.bucket)
+    assert torch.allclose(again.score(None, {"stages": x[:5]}), det.score(None, {"stages": x[:5]}))

@@ -18,15 +18,20 @@ def main(cfg: DictConfig) -> None:
     silence_known_noise()
     with command_errors(user_errors=(FileNotFoundError,)):
         if len(find_runs(Path(cfg.run).expanduser())) > 1:
-            result = rank_sweep(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.accelerator)
+            result = rank_sweep(
+                cfg.run, cfg.images, cfg.out, cfg.keep, cfg.accelerator, cfg.reference, cfg.gate
+            )
             best = result["best"]
             print(f"ranked {len(result['runs'])} runs -> {result['md']}")
             print(
                 f"deploy: arch={best['arch']} aug={best['aug']}"
-                + ("" if result["labelled"] else " (unlabelled sample: ranked by flagged share only)")
+                + ("" if result["labelled"] else " (unlabelled sample: ranked by the estimated accuracy)")
             )
         else:
-            print(summary(audit(cfg.run, cfg.images, cfg.out, cfg.keep, cfg.sheet, cfg.accelerator)))
+            result = audit(
+                cfg.run, cfg.images, cfg.out, cfg.keep, cfg.sheet, cfg.accelerator, cfg.reference, cfg.gate
+            )
+            print(summary(result))
 
 
 if __name__ == "__main__":

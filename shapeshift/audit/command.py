@@ -38,8 +38,11 @@ def audit(
     keep: float = 0.95,
     sheet: int = 48,
     accelerator: str = AUTO,
+    reference=None,
+    gate: str | None = None,
 ) -> dict:
-    """One run on one folder: per-image predictions and flags, a contact sheet, a summary dict. The model runs
+    """One run on one folder: per-image predictions, `flagged` (likely wrong) and `novel` (unlike the
+    training images), a contact sheet, a summary dict with a label-free accuracy estimate. The model runs
     on the device `accelerator` chooses (`auto`: the GPU when there is one)."""
     run_dir, folder, out_dir = _paths(run, images, out)
     if not 0 < keep < 1:
@@ -47,7 +50,7 @@ def audit(
     loaded = load(run_dir)
     cfg, datamodule, _ = loaded
     sample = read_folder(folder, cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names))
-    s = screen(run_dir, sample, keep, loaded, accelerator)
+    s = screen(run_dir, sample, keep, loaded, accelerator, reference, gate)
     out_dir.mkdir(parents=True, exist_ok=True)
     classes = s.class_names
     with open(out_dir / "audit.csv", "w", newline="") as f:
@@ -59,11 +62,14 @@ def audit(
                 "predicted_class",
                 "confidence",
                 f"score_{s.gate}",
-                "ood_flag",
+                "flagged",
+                *([f"score_{s.novelty}", "novel"] if s.novelty else []),
             ]
         )
+        novel = s.novel
         for i, name in enumerate(sample.names):
             truth = [classes[sample.labels[i]]] if sample.labelled else []
+            novelty = [f"{s.novelty_score[i]:.6g}", int(novel[i])] if s.novelty else []
             w.writerow(
                 [
                     name,
@@ -72,6 +78,7 @@ def audit(
                     f"{s.confidence[i]:.6f}",
                     f"{s.score[i]:.6g}",
                     int(s.flagged[i]),
+                    *novelty,
                 ]
             )
     with open(out_dir / "skipped.csv", "w", newline="") as f:
@@ -86,7 +93,7 @@ def audit(
             s.score,
             s.flagged,
             sheet,
-            f"most suspicious first (gate {s.gate}); flagged in red",
+            f"most likely wrong first (gate {s.gate}); flagged in red",
         )
     return _result(s, sample, out_dir)
 
@@ -102,6 +109,12 @@ def _result(s: Screening, sample: Folder, out_dir: Path) -> dict:
         "keep": s.keep,
         "iid_flagged": s.iid_flagged,
         "flagged": float(s.flagged.mean()) if n else 0.0,
+        "novelty": s.novelty,
+        "novel": float(s.novel.mean()) if n else 0.0,
+        "estimator": s.estimator,
+        "estimate": s.estimate,
+        "estimate_interval": s.estimate_interval,
+        "references": s.references,
         "classes": {c: int((s.predicted == i).sum()) for i, c in enumerate(s.class_names)},
     }
     if sample.labelled:
@@ -114,11 +127,24 @@ def _result(s: Screening, sample: Folder, out_dir: Path) -> dict:
 
 def summary(result: dict) -> str:
     n = result["n"]
+    low, high = result["estimate_interval"]
+    basis = (
+        f"agreement with {len(result['references'])} reference run(s)"
+        if result["estimator"] == "agreement"
+        else "ATC, the model's own confidence: blind to confident errors; give reference= for more"
+    )
     lines = [
         f"audited {n} images ({len(result['skipped'])} skipped) -> {result['out']}",
-        f"gate: {result['gate']} score < {result['threshold']:.6g} is flagged "
+        f"gate: {result['gate']} score < {result['threshold']:.6g} is flagged as likely wrong "
         f"(keeps {result['keep']:.0%} of the run's i.i.d. validation images)",
-        f"flagged o.o.d.: {result['flagged']:.1%} (i.i.d. validation: {result['iid_flagged']:.1%})",
+        f"flagged likely wrong: {result['flagged']:.1%} (i.i.d. validation: {result['iid_flagged']:.1%})",
+        *(
+            [f"novel (unlike the training images, {result['novelty']}): {result['novel']:.1%}"]
+            if result["novelty"]
+            else []
+        ),
+        f"estimated accuracy: {result['estimate']:.3f} (95% interval {low:.3f}-{high:.3f}, sampling error "
+        f"only; {basis})",
         "predicted classes: " + ", ".join(f"{c} {k}" for c, k in result["classes"].items()),
     ]
     if "accuracy" in result:
@@ -130,17 +156,24 @@ def summary(result: dict) -> str:
     lines += [f"  skipped {name}: {reason}" for name, reason in result["skipped"]]
     if n and result["flagged"] >= max(3 * result["iid_flagged"], 0.15):
         lines.append(
-            f"WARNING: {result['flagged']:.0%} of these images look unlike the data this model was "
-            f"trained on, against {result['iid_flagged']:.0%} of its own validation images. Its "
-            "predictions on them are not trustworthy: look at contact_sheet.png before relying on it."
+            f"WARNING: the gate flags {result['flagged']:.0%} of these predictions as likely wrong, against "
+            f"{result['iid_flagged']:.0%} of the model's own validation images. Look at contact_sheet.png "
+            "before relying on it."
         )
     return "\n".join(lines)
 
 
 def rank_sweep(
-    sweep: str, images: str, out: str | None = None, keep: float = 0.95, accelerator: str = AUTO
+    sweep: str,
+    images: str,
+    out: str | None = None,
+    keep: float = 0.95,
+    accelerator: str = AUTO,
+    reference=None,
+    gate: str | None = None,
 ) -> dict:
-    """Every finished run of a sweep screened on one folder; runs and cells ranked (ranking.csv, .md)."""
+    """Every finished run of a sweep screened on one folder; runs and cells ranked (ranking.csv, .md):
+    by accuracy on a labelled folder, else by the label-free accuracy estimate."""
     sweep_dir, folder, out_dir = _paths(sweep, images, out)
     rows, labelled = [], None
     for run_dir in find_runs(sweep_dir):
@@ -151,7 +184,7 @@ def rank_sweep(
         loaded = load(run_dir)
         cfg, datamodule, _ = loaded
         sample = read_folder(folder, cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names))
-        s = screen(run_dir, sample, keep, loaded, accelerator)
+        s = screen(run_dir, sample, keep, loaded, accelerator, reference, gate)
         labelled = sample.labelled
         rows.append(
             {
@@ -161,6 +194,10 @@ def rank_sweep(
                 "n": len(sample.names),
                 "correct": int((s.predicted == sample.labels).sum()) if labelled else None,
                 "flagged": int(s.flagged.sum()),
+                "estimate": s.estimate,
+                "estimate_low": s.estimate_interval[0],
+                "estimate_high": s.estimate_interval[1],
+                "estimator": s.estimator,
                 "gate": s.gate,
                 "run_dir": str(run_dir),
             }

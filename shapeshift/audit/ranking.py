@@ -2,8 +2,8 @@
 
 Labelled sample: runs and cells (arch x aug, over seeds) ranked by accuracy on it, with a 95% Wilson
 interval for the sample's size per run and a Student-t interval over seeds per cell; the gate's flagged
-share breaks ties. Unlabelled: ranked by flagged share alone, which says how familiar the images look to
-each model, not whether it is right.
+share breaks ties. Unlabelled: ranked by each run's label-free accuracy estimate (agreement with the
+references when given, else ATC), an estimate whose error the docs measure, not a measurement.
 """
 
 from __future__ import annotations
@@ -13,18 +13,14 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from shapeshift.qc.estimates import interval
 from shapeshift.reporting.stats import mean_interval
 from shapeshift.reporting.writing import markdown_table
 
 
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson(correct: int, n: int) -> tuple[float, float]:
     """95% Wilson score interval of a proportion: sound at small n and at 0 or n successes."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return interval(correct / n if n else math.nan, n)
 
 
 def rank(rows: Sequence[dict], labelled: bool) -> tuple[list[dict], list[dict]]:
@@ -36,7 +32,11 @@ def rank(rows: Sequence[dict], labelled: bool) -> tuple[list[dict], list[dict]]:
             run["accuracy"] = r["correct"] / r["n"] if r["n"] else math.nan
             run["low"], run["high"] = wilson(r["correct"], r["n"])
         runs.append(run)
-    key = (lambda r: (-r["accuracy"], r["flagged_share"])) if labelled else (lambda r: r["flagged_share"])
+    key = (
+        (lambda r: (-r["accuracy"], r["flagged_share"]))
+        if labelled
+        else (lambda r: (-r["estimate"], r["flagged_share"]))
+    )
     runs.sort(key=key)
     cells: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
@@ -48,6 +48,7 @@ def rank(rows: Sequence[dict], labelled: bool) -> tuple[list[dict], list[dict]]:
             "aug": aug,
             "seeds": len(members),
             "flagged_share": mean_interval(m["flagged_share"] for m in members),
+            "estimate": mean_interval(m["estimate"] for m in members),
         }
         if labelled:
             cell["accuracy"] = mean_interval(m["accuracy"] for m in members)
@@ -55,7 +56,7 @@ def rank(rows: Sequence[dict], labelled: bool) -> tuple[list[dict], list[dict]]:
     cell_key = (
         (lambda c: (-c["accuracy"].mean, c["flagged_share"].mean))
         if labelled
-        else (lambda c: c["flagged_share"].mean)
+        else (lambda c: (-c["estimate"].mean, c["flagged_share"].mean))
     )
     return runs, sorted(ranked, key=cell_key)
 
@@ -70,6 +71,10 @@ def write(out: Path, runs: list[dict], cells: list[dict], labelled: bool, folder
         *(["correct", "accuracy", "low", "high"] if labelled else []),
         "flagged",
         "flagged_share",
+        "estimate",
+        "estimate_low",
+        "estimate_high",
+        "estimator",
         "gate",
         "run_dir",
     ]
@@ -122,16 +127,25 @@ def write(out: Path, runs: list[dict], cells: list[dict], labelled: bool, folder
         ]
     else:
         lines += [
-            "**Unlabelled sample: ranked by the share each model's gate flags, not by accuracy.** A low "
-            "share says the images look like that model's training data; it does not say the model is "
-            "right. Add one subfolder per class to rank by accuracy.",
+            "**Unlabelled sample: ranked by each model's estimated accuracy, not a measured one.** The "
+            f"estimate is `{runs[0]['estimator'] if runs else ''}` (agreement with reference runs, or ATC, "
+            "the model's own confidence, which cannot see confident errors such as a swapped quadrant); "
+            "its error on the study's shifts is in docs/quality-control.md. Add one subfolder per class to "
+            "rank by accuracy.",
             "",
         ]
         lines += [
             markdown_table(
-                ["rank", "arch", "aug", "seeds", "flagged"],
+                ["rank", "arch", "aug", "seeds", "estimated accuracy", "flagged"],
                 [
-                    [str(i + 1), c["arch"], c["aug"], str(c["seeds"]), c["flagged_share"].cell()]
+                    [
+                        str(i + 1),
+                        c["arch"],
+                        c["aug"],
+                        str(c["seeds"]),
+                        c["estimate"].cell(),
+                        c["flagged_share"].cell(),
+                    ]
                     for i, c in enumerate(cells)
                 ],
             ),
@@ -143,7 +157,7 @@ def write(out: Path, runs: list[dict], cells: list[dict], labelled: bool, folder
             + (
                 f" (accuracy {best['accuracy'].cell()} over {best['seeds']} seeds)."
                 if labelled
-                else f" (fewest flagged: {best['flagged_share'].cell()}); "
+                else f" (estimated accuracy {best['estimate'].cell()}); "
                 "check its accuracy on labelled data first."
             ),
             "",

@@ -1,16 +1,22 @@
-"""One trained run applied to deployment images: predictions, the gate's scores and flags."""
+"""One trained run applied to deployment images: predictions, the gate's and the novelty detector's
+scores and decisions, and a label-free estimate of the accuracy on them."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from shapeshift.audit.images import Folder
-from shapeshift.config import ConfigError
+from shapeshift.config import REFERENCE, ConfigError
 from shapeshift.pipeline import build_datamodule, quality_control
-from shapeshift.qc.gate import SaturatedScores, threshold
+from shapeshift.qc.bank import CONFIDENCE
+from shapeshift.qc.estimates import AGREEMENT, ATC, agreement_estimate, interval
+from shapeshift.qc.gate import atc_estimate
+from shapeshift.references import override_qc, qc_references
 from shapeshift.restore import load_model, load_run_config
 from shapeshift.runtime import AUTO, device_for
 
@@ -23,14 +29,29 @@ class Screening:
     iid_flagged: float  # share of the run's i.i.d. validation images the gate flags
     predicted: np.ndarray
     confidence: np.ndarray  # maximum softmax probability
-    score: np.ndarray  # the gate's score, higher = more like the training data
+    score: np.ndarray  # the gate's score, higher = more likely right
+    novelty: str | None  # the o.o.d. detector behind `novel`
+    novelty_score: np.ndarray
+    novelty_cut: float
+    estimator: str  # `agreement` with references, else `atc`
+    estimate: float  # label-free estimate of the accuracy on these images
+    estimate_interval: tuple[float, float]  # 95%, sampling error only
+    references: list[str]
     class_names: tuple[str, ...]
     channels: int
     image_size: int
 
     @property
     def flagged(self) -> np.ndarray:
+        """The gate's decision: this prediction is likely wrong."""
         return self.score < self.cut
+
+    @property
+    def novel(self) -> np.ndarray:
+        """The novelty detector's verdict: this image is unlike the training images."""
+        if self.novelty is None or math.isnan(self.novelty_cut):
+            return np.zeros(len(self.score), bool)
+        return self.novelty_score < self.novelty_cut
 
 
 def load(run_dir: Path):
@@ -41,31 +62,53 @@ def load(run_dir: Path):
     return cfg, datamodule, load_model(run_dir, cfg, datamodule.test_set_names)
 
 
-def screen(run_dir: Path, folder: Folder, keep: float, loaded=None, accelerator: str = AUTO) -> Screening:
-    """The run's predictions and gate scores for `folder`, on the device `accelerator` chooses (`auto`: the
-    GPU when there is one); the gate's threshold is set again on the run's i.i.d. validation images."""
+def screen(
+    run_dir: Path,
+    folder: Folder,
+    keep: float,
+    loaded=None,
+    accelerator: str = AUTO,
+    reference=None,
+    gate: str | None = None,
+) -> Screening:
+    """The run's predictions, scores and decisions for `folder`, on the device `accelerator` chooses
+    (`auto`: the GPU when there is one). The gate is calibrated again on the run's validation images with
+    `keep`, the `gate` and the references (`reference`; None: the run's own)."""
     cfg, datamodule, model = loaded or load(run_dir)
     model = model.to(device_for(accelerator))  # inputs follow the model (DetectorBank._passes)
-    (qc,) = quality_control(cfg, str(run_dir)) or [None]
+    override_qc(cfg, gate, reference)
+    references = qc_references(cfg, cfg.qc.reference, run_dir)
+    (qc,) = quality_control(cfg, str(run_dir), references) or [None]
     if qc is None:
         raise ConfigError(f"{run_dir} has no o.o.d. detectors (qc.detectors is empty)")
-    bank = qc.bank_for(model, datamodule)  # the run's qc.pt, or fitted now for runs made before it
-    _, val = bank.forward_scores(model, datamodule.arrays("val")[0])
-    try:
-        cut = threshold(val[bank.gate], keep)
-    except SaturatedScores as err:
-        raise ConfigError(f"the gate {bank.gate} cannot set a threshold for {run_dir}: {err}") from None
+    qc.keep = keep
+    bank = qc.bank_for(model, datamodule)  # the run's qc.pt (or fitted now), calibrated
+    if math.isnan(bank.cut):
+        raise ConfigError(f"the gate {bank.gate} cannot set a threshold for {run_dir}: its scores saturate")
     logits, scores = bank.forward_scores(model, folder.images)
     probs = logits.softmax(1) if len(logits) else logits
+    n = len(folder.images)
+    if bank.references:
+        estimator, estimate = AGREEMENT, agreement_estimate(scores[REFERENCE])
+    else:
+        estimator, estimate = ATC, atc_estimate(scores[CONFIDENCE], bank.atc_cut)
+    empty = torch.empty(0)
     return Screening(
-        bank.gate,
-        cut,
-        keep,
-        float((val[bank.gate] < cut).double().mean()),
-        probs.argmax(1).numpy() if len(probs) else np.empty(0, np.int64),
-        probs.amax(1).numpy() if len(probs) else np.empty(0),
-        scores[bank.gate].numpy(),
-        tuple(datamodule.class_names),
-        datamodule.channels,
-        cfg.data.image_size,
+        gate=bank.gate,
+        cut=bank.cut,
+        keep=keep,
+        iid_flagged=float((bank.val_scores[bank.gate] < bank.cut).double().mean()),
+        predicted=probs.argmax(1).numpy() if n else np.empty(0, np.int64),
+        confidence=probs.amax(1).numpy() if n else np.empty(0),
+        score=scores[bank.gate].numpy(),
+        novelty=bank.novelty,
+        novelty_score=scores.get(bank.novelty, empty).numpy() if bank.novelty else np.empty(0),
+        novelty_cut=bank.novelty_cut,
+        estimator=estimator,
+        estimate=estimate,
+        estimate_interval=interval(estimate, n),
+        references=bank.reference_runs,
+        class_names=tuple(datamodule.class_names),
+        channels=datamodule.channels,
+        image_size=cfg.data.image_size,
     )

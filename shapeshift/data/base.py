@@ -106,6 +106,11 @@ class ArrayDataModule(L.LightningDataModule):
     def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
+    def selection_arrays(self, ops_list: list) -> tuple[np.ndarray, np.ndarray]:
+        """Validation images under held-out shifts, for choosing the QC gate; data with no shape to move
+        or occlude has none, and the gate is chosen on the i.i.d. validation images alone."""
+        return np.empty((0, 0, 0, 0), np.uint8), np.empty(0, np.int64)
+
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
             self.train_set = self._dataset("train", self.train_transform)

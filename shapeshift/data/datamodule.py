@@ -116,6 +116,23 @@ class ShapesDataModule(ArrayDataModule):
 
         return cached(self.cache_dir, name, spec, build)
 
+    def selection_arrays(self, ops_list: list) -> tuple[np.ndarray, np.ndarray]:
+        """The validation shapes under each of `ops_list` (shifts held out of the report), concatenated:
+        what quality control chooses its gate on. Never a test shape, never a catalog set."""
+        if not ops_list:
+            return super().selection_arrays(ops_list)
+        spec = {"kind": "selection", "ops": list(ops_list), "base": self._split_spec("val")}
+
+        def build():
+            rng = np.random.default_rng(shifts.set_seed(self.seed, "selection"))
+            params, sets = self._params("val"), []
+            for ops in ops_list:
+                sets.append(shifts.apply(params, ops, self.image_size, rng).images)
+            return {"images": np.concatenate(sets), "labels": np.tile(params.label, len(sets))}
+
+        data = cached(self.cache_dir, "selection", spec, build)
+        return data["images"], data["labels"]
+
     def _load(self, name: str) -> dict[str, np.ndarray]:
         if name not in self._sets:
             if name in SPLITS:

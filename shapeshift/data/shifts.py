@@ -4,6 +4,8 @@ A severity is a mapping of operation name -> arguments, written in YAML (`conf/s
 in a fixed order: move the shape (`position`), distort it around its own centre (`affine`), replace the
 background (`pattern`, `photo`), then change the whole image (`contrast`, `blur`, `noise`). Each o.o.d. set
 redraws the i.i.d. test shapes, so every set is the same images under one controlled change.
+`occlusion` (a square cut out of the shape) is not in the default catalog: quality control chooses its
+gate on validation images occluded this way, a shift no reported set contains (conf/train.yaml, `qc`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ OPS = {
     "contrast": {"factor"},
     "blur": {"sigma"},
     "noise": {"std"},
+    "occlusion": {"size"},
 }
 
 
@@ -96,6 +99,16 @@ def _affine(scale: float, rotate: float, shear: float) -> A.Affine:
         fill=0,
         p=1.0,
     )
+
+
+def _occlude(mask: np.ndarray, cx: float, cy: float, radius: float, size: float, rng) -> np.ndarray:
+    """The shape with a square hole of side `size` x its diameter, centred within half a radius of the
+    shape's centre: the background shows through it."""
+    half = size * radius
+    ox, oy = cx + rng.uniform(-0.5, 0.5) * radius, cy + rng.uniform(-0.5, 0.5) * radius
+    ys, xs = np.mgrid[: mask.shape[0], : mask.shape[1]] + 0.5
+    hole = (np.abs(xs - ox) < half) & (np.abs(ys - oy) < half)
+    return np.where(hole, 0.0, mask).astype(mask.dtype)
 
 
 def _translate(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
@@ -164,6 +177,8 @@ def apply(
             m = _translate(_affine(scale, rotate, shear)(image=m)["image"], ix, iy)
         else:
             m = shape_mask(label, s, cx, cy, params.radius[i], params.angle[i])
+        if "occlusion" in ops:
+            m = _occlude(m, cx, cy, float(params.radius[i]), float(ops["occlusion"]["size"]), rng)
         level = int(params.bg[i])
         if "pattern" in ops:
             kinds = ops["pattern"].get("kinds") or backgrounds.PATTERN_KINDS

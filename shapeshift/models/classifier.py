@@ -72,6 +72,7 @@ class Classifier(L.LightningModule):
         self.loss = nn.CrossEntropyLoss()
         self.loaded_checkpoint: dict = {}
         self.attach_qc(None)
+        self.qc_summary: dict = {}  # what the last test's gate rested on (QualityControl.on_test_end)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.set_test_sets(test_set_names)
@@ -125,7 +126,7 @@ class Classifier(L.LightningModule):
             with tapped(self.backbone) as tap:
                 logits = self(x)
             features = tap.features() if self.qc.needs_features else {}
-            self.qc.update(set_index, logits.argmax(1) == y, logits.float(), features)
+            self.qc.update(set_index, logits.argmax(1) == y, logits.float(), features, x)
         probs = logits.softmax(dim=1)
         confidence, predicted = probs.max(dim=1)
         self._predictions.append((predicted.cpu(), confidence.float().cpu()))  # in evaluation-set order

@@ -1,5 +1,7 @@
-"""A run's fitted detectors: fitted on its training images with the evaluated weights, scored in the same
-forward pass as the test metrics, saved beside the checkpoint so `evaluate` and `audit` reuse them."""
+"""A run's fitted detectors: fitted on its training images with the evaluated weights, calibrated on its
+validation images (the gate chosen and its threshold set, ATC's threshold), scored in the same forward pass
+as the test metrics. The fitted part is saved beside the checkpoint so `evaluate` and `audit` reuse it;
+calibration is redone each time, since it depends on the references given."""
 
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from shapeshift.config import AUTO_GATE, NOVELTY_ORDER, REFERENCE
 from shapeshift.data import IID
 from shapeshift.data.base import model_input
 from shapeshift.models.features import tapped
-from shapeshift.qc.detectors import MaxSoftmax, build
+from shapeshift.qc import estimates
+from shapeshift.qc.detectors import MaxSoftmax, build, reference_score
 from shapeshift.qc.gate import (
     SaturatedScores,
-    atc_estimate,
     atc_threshold,
     detection,
     failure_detection,
@@ -29,98 +32,176 @@ from shapeshift.qc.gate import (
 )
 
 log = logging.getLogger("shapeshift")
-ATC = "atc"  # the label-free accuracy estimator (Garg et al. 2022)
+CONFIDENCE = "_confidence"  # ATC's score (log max-softmax), kept whichever detectors are configured
 
 
 class DetectorBank(nn.Module):
-    def __init__(self, detectors: Sequence[str], gate: str, keep: float = 0.95, k: int = 10):
+    def __init__(
+        self,
+        detectors: Sequence[str],
+        gate: str = AUTO_GATE,
+        keep: float = 0.95,
+        k: int = 10,
+        novelty: str | None = None,
+    ):
         super().__init__()
-        if gate not in detectors:
-            raise ValueError(f"qc.gate={gate!r} must be one of qc.detectors {list(detectors)}")
+        if gate not in (*detectors, AUTO_GATE, REFERENCE):
+            raise ValueError(
+                f"qc.gate={gate!r} must be auto, reference or one of qc.detectors {list(detectors)}"
+            )
+        if novelty == AUTO_GATE:
+            novelty = next((d for d in NOVELTY_ORDER if d in detectors), None)
+        if novelty is not None and novelty not in detectors:
+            raise ValueError(
+                f"qc.novelty={novelty!r} must be auto, None or one of qc.detectors {list(detectors)}"
+            )
         self.detectors = nn.ModuleDict({name: build(name, k) for name in detectors})
-        self.gate, self.keep, self.k = gate, keep, k
-        self.register_buffer("cut", torch.tensor(math.nan, dtype=torch.float64))  # NaN: the gate is saturated
-        # ATC's threshold on the confidence (log max-softmax), fitted on the validation images.
-        self.register_buffer("atc_cut", torch.tensor(math.nan, dtype=torch.float64))
-        self.confidence = MaxSoftmax()  # ATC's score, whichever detectors are configured
+        self.gate_setting, self.novelty, self.keep, self.k = gate, novelty, keep, k
+        self.confidence = MaxSoftmax()
+        self.references: list[nn.Module] = []  # other runs' classifiers: not saved, given at each use
+        self.reference_runs: list[str] = []
         self.fitted_on: dict = {}  # which weights: {"epoch": ..., "step": ...}
+        # Set by calibrate(): the gate in use, the thresholds (NaN: unusable), what the choice rested on.
+        self.gate: str | None = None if gate == AUTO_GATE else gate
+        self.cut = self.novelty_cut = self.atc_cut = math.nan
+        self.selection: dict[str, float] = {}
+        self.selected_on = ""
+        self.val_scores: dict[str, torch.Tensor] = {}
         self.reset()
+
+    @property
+    def names(self) -> list[str]:
+        # The reference first: where the selection images cannot tell detectors apart (no errors among
+        # them), it is the one that can see confident errors, which no score of the model's own can.
+        return [*([REFERENCE] if self.references else []), *self.detectors]
 
     @property
     def needs_features(self) -> bool:
         return any(d.features for d in self.detectors.values())
 
-    def scores(self, logits: torch.Tensor, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        # Outside autocast: under bf16 a cosine of 0.998 rounds to 1.0 and every score ties.
+    def attach_references(self, models: Sequence[nn.Module], runs: Sequence[str] = ()) -> None:
+        self.references, self.reference_runs = [m.eval() for m in models], [str(r) for r in runs]
+
+    def to(self, *args, **kwargs):
+        for ref in self.references:
+            ref.to(*args, **kwargs)
+        return super().to(*args, **kwargs)
+
+    def scores(self, logits, features, inputs=None) -> dict[str, torch.Tensor]:
+        # References run in the caller's autocast, as the model did; the detectors outside it: under bf16 a
+        # cosine of 0.998 rounds to 1.0 and every score ties.
+        references = [r(inputs).float() for r in self.references] if self.references else []
         with torch.autocast(logits.device.type, enabled=False):
-            return {name: d.score(logits.float(), features).cpu() for name, d in self.detectors.items()}
+            out = {name: d.score(logits.float(), features).cpu() for name, d in self.detectors.items()}
+            if references:
+                out[REFERENCE] = reference_score(logits.float(), references).cpu()
+            out[CONFIDENCE] = self.confidence.score(logits.float(), {}).cpu()
+        return out
 
     def _passes(self, model, images: np.ndarray, batch: int, bf16: bool):
-        """(logits, features) per batch of uint8 images, through `model` in eval mode, no gradients."""
+        """(logits, features, inputs) per batch of uint8 images through `model`: eval mode, no gradients."""
         device = next(model.parameters()).device
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         model.eval()
         with torch.no_grad(), tapped(model.backbone) as tap, autocast:
             for i in range(0, len(images), batch):
-                logits = model(model_input(images[i : i + batch]).to(device)).float()
-                yield logits, (tap.features() if self.needs_features else {})
+                inputs = model_input(images[i : i + batch]).to(device)
+                logits = model(inputs).float()
+                yield logits, (tap.features() if self.needs_features else {}), inputs
 
     def forward_scores(self, model, images: np.ndarray, batch: int = 500, bf16: bool = False):
-        """Logits and every detector's score for uint8 images."""
+        """Logits and every score (the detectors', the references', the confidence) for uint8 images."""
         logits, scores = [], []
-        for out, features in self._passes(model, images, batch, bf16):
+        for out, features, inputs in self._passes(model, images, batch, bf16):  # in its no_grad and autocast
+            scores.append(self.scores(out, features, inputs))
             logits.append(out.cpu())
-            scores.append(self.scores(out, features))
         empty = torch.empty(0)
         return (
             torch.cat(logits) if logits else empty,
-            {n: torch.cat([s[n] for s in scores]) if scores else empty for n in self.detectors},
+            {n: torch.cat([s[n] for s in scores]) if scores else empty for n in [*self.names, CONFIDENCE]},
         )
 
     def fit(self, model, datamodule, bf16: bool = False, batch: int = 500) -> None:
-        """Fit on the training images (no augmentation), then set the gate's cut on the validation images."""
-        if self.needs_features:
-            images, labels = datamodule.arrays("train")
-            feats: dict[str, list[torch.Tensor]] = {}
-            for _, features in self._passes(model, images, batch, bf16):
-                for kind, f in features.items():
-                    feats.setdefault(kind, []).append(f.cpu())
-            labels_t = torch.from_numpy(np.asarray(labels, np.int64))
-            for d in self.detectors.values():
-                if d.features:
-                    d.fit(torch.cat(feats[d.features]), labels_t)
-        val_images, val_labels = datamodule.arrays("val")
-        val_logits, val = self.forward_scores(model, val_images, batch, bf16)
-        val_acc = float(
-            (val_logits.argmax(1) == torch.as_tensor(np.asarray(val_labels, np.int64))).double().mean()
+        """Fit the feature detectors on the training images (no augmentation)."""
+        if not self.needs_features:
+            return
+        images, labels = datamodule.arrays("train")
+        feats: dict[str, list[torch.Tensor]] = {}
+        for _, features, _ in self._passes(model, images, batch, bf16):
+            for kind, f in features.items():
+                feats.setdefault(kind, []).append(f.cpu())
+        labels_t = torch.from_numpy(np.asarray(labels, np.int64))
+        for d in self.detectors.values():
+            if d.features:
+                d.fit(torch.cat(feats[d.features]), labels_t)
+
+    def calibrate(self, model, datamodule, select_on: list, bf16: bool = False, batch: int = 500) -> None:
+        """On the validation images: ATC's threshold, the gate (chosen when `auto`, on validation images
+        pooled with held-out shifted ones, `select_on`) and its threshold, the novelty threshold."""
+        images, labels = datamodule.arrays("val")
+        logits, val = self.forward_scores(model, images, batch, bf16)
+        self.val_scores = val  # what the thresholds were set on (the audit reports the shares it flags)
+        correct = logits.argmax(1) == torch.as_tensor(np.asarray(labels, np.int64))
+        self.atc_cut = atc_threshold(val[CONFIDENCE], float(correct.double().mean()))
+        if self.gate_setting == REFERENCE and not self.references:
+            raise ValueError("qc.gate=reference needs qc.reference (other runs to compare with)")
+        if self.gate_setting == AUTO_GATE:
+            self._choose(model, datamodule, select_on, val, correct, bf16, batch)
+        self.cut = self._threshold(val, self.gate, "qc.gate")
+        self.novelty_cut = self._threshold(val, self.novelty, "qc.novelty") if self.novelty else math.nan
+
+    def _choose(self, model, datamodule, select_on, val, correct, bf16, batch) -> None:
+        if len(self.names) == 1:
+            self.gate, self.selected_on = self.names[0], "the only detector"
+            return
+        images, labels = datamodule.selection_arrays(select_on)
+        scores = dict(val)
+        if len(images):
+            logits, held_out = self.forward_scores(model, images, batch, bf16)
+            correct = torch.cat([correct, logits.argmax(1) == torch.as_tensor(np.asarray(labels, np.int64))])
+            scores = {n: torch.cat([val[n], held_out[n]]) for n in val}
+        self.selection = {n: failure_detection(scores[n], correct)["eaurc"] for n in self.names}
+        self.gate = min(self.names, key=lambda n: self.selection[n])  # ties: the first of `names`
+        self.selected_on = (
+            f"{len(val[CONFIDENCE])} validation + {len(images)} held-out shifted validation images"
         )
-        self.atc_cut = torch.tensor(
-            atc_threshold(self.confidence.score(val_logits, {}), val_acc), dtype=torch.float64
-        )
+        if not self.references:
+            log.info("qc: no reference runs, so the gate is chosen among the run's own detectors")
+        log.info("qc: gate %s (lowest E-AURC on %s)", self.gate, self.selected_on)
+
+    def _threshold(self, val, name: str, role: str) -> float:
         try:
-            self.cut = torch.tensor(threshold(val[self.gate], self.keep), dtype=torch.float64)
+            return threshold(val[name], self.keep)
         except SaturatedScores as err:
-            log.warning("qc.gate=%s cannot gate this run: %s; choose another qc.gate", self.gate, err)
-            self.cut = torch.tensor(math.nan, dtype=torch.float64)
+            log.warning("%s=%s cannot gate this run: %s; choose another", role, name, err)
+            return math.nan
+
+    def summary(self) -> dict:
+        """What the gate rests on, for metrics.json: its detector, the references, the selection."""
+        return {
+            "qc/gate": self.gate,
+            "qc/references": self.reference_runs,
+            **{f"qc/selection_eaurc/{n}": v for n, v in self.selection.items()},
+        }
 
     # -- the test loop: accumulate per batch, measure per set at the end ----------------------------------
     def reset(self) -> None:
         self._batches: list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = []
 
-    def update(self, set_index: torch.Tensor, correct: torch.Tensor, logits, features) -> None:
-        scores = {**self.scores(logits, features), ATC: self.confidence.score(logits.float(), {}).cpu()}
-        self._batches.append((set_index.cpu(), correct.cpu(), scores))
+    def update(self, set_index: torch.Tensor, correct: torch.Tensor, logits, features, inputs=None) -> None:
+        self._batches.append((set_index.cpu(), correct.cpu(), self.scores(logits, features, inputs)))
 
     def compute(self, set_names: Sequence[str]) -> tuple[dict[str, float], dict]:
         """Per set: each detector's AUROC and FPR95 against the i.i.d. set (novelty), its failure AUROC,
-        AURC and E-AURC on the set pooled with the i.i.d. set (right vs wrong predictions), and the gate's
-        coverage and accepted accuracy; plus the gate's risk-coverage curve on `mix` (else the i.i.d. set)."""
+        AURC and E-AURC on the set pooled with the i.i.d. set (right vs wrong predictions), the gate's
+        coverage and accepted accuracy, the label-free accuracy estimates; plus the gate's risk-coverage
+        curve on `mix` (else the i.i.d. set)."""
         if not self._batches:
             return {}, {}
         index = torch.cat([b[0] for b in self._batches])
         correct = torch.cat([b[1] for b in self._batches])
-        scores = {n: torch.cat([b[2][n] for b in self._batches]) for n in [*self.detectors, ATC]}
-        confidence = scores.pop(ATC)
+        scores = {n: torch.cat([b[2][n] for b in self._batches]) for n in [*self.names, CONFIDENCE]}
+        confidence = scores.pop(CONFIDENCE)
         self.reset()
         metrics: dict[str, float] = {}
         iid = index == set_names.index(IID) if IID in set_names else None
@@ -137,15 +218,15 @@ class DetectorBank(nn.Module):
             for det, s in scores.items():
                 for key, value in failure_detection(s[pooled], correct[pooled]).items():
                     metrics[f"test/{name}/{key}/{det}"] = value
-            if not torch.isnan(self.cut):
-                for key, value in gate_metrics(
-                    scores[self.gate][member], correct[member], float(self.cut)
-                ).items():
+            if self.gate and not math.isnan(self.cut):
+                for key, value in gate_metrics(scores[self.gate][member], correct[member], self.cut).items():
                     metrics[f"test/{name}/{key}"] = math.nan if value is None else value
-        metrics.update(accuracy_estimates(set_names, index, correct, confidence, float(self.atc_cut)))
+        metrics.update(
+            estimates.per_set(set_names, index, correct, confidence, self.atc_cut, scores.get(REFERENCE))
+        )
         curve_set = "mix" if "mix" in set_names else IID
         curves = {}
-        if curve_set in set_names and (member := index == set_names.index(curve_set)).any():
+        if self.gate and curve_set in set_names and (member := index == set_names.index(curve_set)).any():
             curves = {
                 "set": curve_set,
                 "detector": self.gate,
@@ -154,30 +235,10 @@ class DetectorBank(nn.Module):
         return metrics, curves
 
 
-def accuracy_estimates(set_names, index, correct, confidence, cut: float) -> dict[str, float]:
-    """Per set, ATC's label-free accuracy estimate; over the o.o.d. sets (the catalog and `mix`), its mean
-    absolute error against the measured accuracy."""
-    if math.isnan(cut):
-        return {}
-    metrics, errors = {}, []
-    for i, name in enumerate(set_names):
-        member = index == i
-        if member.any():
-            estimate = atc_estimate(confidence[member], cut)
-            metrics[f"test/{name}/acc_estimate/{ATC}"] = estimate
-            if name != IID:
-                errors.append(abs(estimate - float(correct[member].double().mean())))
-    if errors:
-        metrics[f"test/acc_estimate_mae/{ATC}"] = sum(errors) / len(errors)
-    return metrics
-
-
 def save(bank: DetectorBank, path: Path) -> None:
     torch.save(
         {
             "detectors": list(bank.detectors),
-            "gate": bank.gate,
-            "keep": bank.keep,
             "k": bank.k,
             "fitted_on": bank.fitted_on,
             "state_dict": bank.state_dict(),
@@ -187,29 +248,29 @@ def save(bank: DetectorBank, path: Path) -> None:
 
 
 def load(
-    path: Path, detectors: Sequence[str], gate: str, keep: float, k: int, fitted_on: dict
+    path: Path,
+    detectors: Sequence[str],
+    k: int,
+    fitted_on: dict,
+    gate: str = AUTO_GATE,
+    keep: float = 0.95,
+    novelty: str | None = None,
 ) -> DetectorBank | None:
-    """The saved bank if it was fitted with this config on these weights, else None (refit)."""
+    """The saved bank if it was fitted with these detectors on these weights, else None (refit)."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError):
         return None
-    same = (
-        saved.get("detectors"),
-        saved.get("gate"),
-        saved.get("keep"),
-        saved.get("k"),
-        saved.get("fitted_on"),
-    )
-    if same != (list(detectors), gate, keep, k, fitted_on):
+    if (saved.get("detectors"), saved.get("k"), saved.get("fitted_on")) != (list(detectors), k, fitted_on):
         return None
-    bank = DetectorBank(detectors, gate, keep, k)
+    bank = DetectorBank(detectors, gate, keep, k, novelty)
     if set(saved["state_dict"]) != set(bank.state_dict()):  # an older format (the Mahalanobis precision)
         log.info("%s was saved by an older version of shapeshift: the detectors are fitted again", path)
         return None
-    for name, det in bank.detectors.items():  # size the buffers before loading into them
-        for buf in det.state_dict():
-            setattr(det, buf, saved["state_dict"][f"detectors.{name}.{buf}"])
-    bank.load_state_dict(saved["state_dict"])
+    for key, value in saved[
+        "state_dict"
+    ].items():  # assigned, not copied: the buffers change size when fitted
+        owner, _, buffer = key.rpartition(".")
+        setattr(bank.get_submodule(owner), buffer, value)
     bank.fitted_on = fitted_on
     return bank

@@ -1,0 +1,98 @@
+"""Reference runs: other trained runs whose predictions tell a run's likely errors (`qc.reference`).
+
+`reference=` names one run, a list of runs, or a sweep folder; a sweep gives its finished runs that
+learned the task (val/acc at least `qc.reference_min_acc`), the run itself left out. Every reference is
+checked against the run (image size, channels, class names) and its checkpoint is read before anything
+is trained or written: a bad reference fails in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, open_dict
+from torch import nn
+
+from shapeshift.config import ConfigError, validate_qc
+from shapeshift.pipeline import build_datamodule
+from shapeshift.restore import load_model, load_run_config
+from shapeshift.run_dir import CONFIG_FILE, find_runs, read_run
+
+log = logging.getLogger("shapeshift")
+
+
+def entries(spec) -> list[str]:
+    """`reference=` as a list of paths: one path, a list (YAML or `[a,b]` on the command line), or none."""
+    if not spec:
+        return []
+    return [str(s) for s in spec] if isinstance(spec, (list, tuple, ListConfig)) else [str(spec)]
+
+
+def reference_runs(spec, run_dir: Path | None, min_acc: float) -> list[Path]:
+    """The run folders `spec` names, each once, never `run_dir` itself."""
+    own = run_dir.resolve() if run_dir else None
+    runs: list[Path] = []
+    for entry in entries(spec):
+        path = Path(entry).expanduser().resolve()
+        if not path.is_dir():
+            raise ConfigError(f"reference={entry}: no such folder")
+        if (path / CONFIG_FILE).is_file():
+            if path == own:
+                raise ConfigError(f"reference={entry} is the run itself; a reference must be another run")
+            found = [path]
+        else:
+            found = [r.resolve() for r in find_runs(path) if r.resolve() != own and learned(r, min_acc)]
+            if not found:
+                raise ConfigError(
+                    f"reference={entry}: no finished run there learned the task (val/acc >= {min_acc})"
+                )
+        runs += [r for r in found if r not in runs]
+    return runs
+
+
+def learned(run: Path, min_acc: float) -> bool:
+    metrics = read_run(run).metrics
+    return metrics is not None and float(metrics.get("val/acc") or 0.0) >= min_acc
+
+
+def load_references(
+    runs: Sequence[Path], cfg: DictConfig, class_names: Sequence[str]
+) -> list[tuple[str, nn.Module]]:
+    """Each reference's classifier (eval mode), after checking it sees the same images as `cfg`'s run."""
+    loaded = []
+    for run in runs:
+        ref_cfg = load_run_config(run)
+        ref_cfg.shift.families = {}
+        datamodule = build_datamodule(ref_cfg, augment=False)
+        mine = (cfg.data.image_size, cfg.data.channels, tuple(class_names))
+        theirs = (ref_cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names))
+        for what, a, b in zip(("image size", "channels", "class names"), mine, theirs, strict=True):
+            if a != b:
+                raise ConfigError(f"reference {run} does not match this run: {what} {b} vs {a}")
+        loaded.append((str(run), load_model(run, ref_cfg, datamodule.test_set_names)))
+    if loaded:
+        log.info("qc: %d reference run(s): %s", len(loaded), ", ".join(r for r, _ in loaded))
+    return loaded
+
+
+def qc_references(cfg: DictConfig, spec, run_dir: Path | None) -> list[tuple[str, nn.Module]]:
+    """`spec` (a run, runs or a sweep dir) as loaded reference classifiers for the run of `cfg`; none when
+    QC is off. Checked against this run's images and classes before anything is written."""
+    if not entries(spec) or not cfg.qc.detectors:
+        return []
+    class_names = build_datamodule(cfg, augment=False).class_names
+    return load_references(reference_runs(spec, run_dir, cfg.qc.reference_min_acc), cfg, class_names)
+
+
+def override_qc(cfg: DictConfig, gate: str | None = None, reference=None) -> DictConfig:
+    """A finished run's QC with the `gate=` and `reference=` of `evaluate` or `audit` (None: the run's own),
+    checked as a training config's would be."""
+    with open_dict(cfg):
+        if gate:
+            cfg.qc.gate = gate
+        if reference:
+            cfg.qc.reference = reference
+    validate_qc(cfg.qc)
+    return cfg

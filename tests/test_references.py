@@ -1,0 +1,207 @@
+"""Reference runs (`qc.reference`, `reference=`): a quadrant reader caught by a shape reader, references from
+a run, a list or a sweep, checked and loaded before anything is written, in training, evaluate and audit."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from shapeshift.config import ConfigError
+from shapeshift.evaluate import evaluate_run
+from shapeshift.qc.bank import DetectorBank
+from shapeshift.references import reference_runs
+from shapeshift.restore import load_model, load_run_config
+from shapeshift.run_dir import CONFIG_FILE, read_metrics
+from shapeshift.train import train
+from tests.conftest import LIGHT_QC
+from tests.helpers import CONF, make_cfg, run_cli, save_job_config
+
+
+# -- the mechanism, on images made so that one model reads the position and the other the shape ------------
+class Reads(nn.Module):
+    """Logits from a difference of channel means: the left-minus-right brightness (position) or the
+    red-minus-green one (the 'shape'). Confident either way: its own scores cannot see its errors."""
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what, self.scale = what, nn.Parameter(torch.tensor(20.0))
+
+    def forward(self, x):
+        if self.what == "position":
+            d = x[:, :, :, :4].mean((1, 2, 3)) - x[:, :, :, 4:].mean((1, 2, 3))
+        else:
+            d = x[:, 0].mean((1, 2)) - x[:, 1].mean((1, 2))
+        return torch.stack([self.scale * d, -self.scale * d], 1)
+
+
+class Model(nn.Module):
+    def __init__(self, what: str):
+        super().__init__()
+        self.backbone = Reads(what)
+
+    def forward(self, x):
+        return self.backbone(x)
+
+
+def images(n: int, swapped: bool, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0: a red blob on the left, class 1: a green blob on the right; `swapped`: the other side."""
+    labels = rng.integers(0, 2, n)
+    out = np.zeros((n, 8, 8, 3), np.uint8)
+    for i, y in enumerate(labels):
+        left = (y == 0) != swapped
+        out[i, :, (slice(0, 4) if left else slice(4, 8)), int(y)] = rng.integers(150, 255)
+    return out, labels
+
+
+class Data:
+    def __init__(self, rng):
+        self.val = images(200, False, rng)
+
+    def arrays(self, name):
+        return self.val
+
+    def selection_arrays(self, ops):
+        return np.empty((0, 8, 8, 3), np.uint8), np.empty(0, np.int64)
+
+
+@pytest.mark.parametrize("with_reference", [True, False])
+def test_a_quadrant_reader_is_caught_by_a_shape_reader_and_only_by_it(with_reference):
+    rng = np.random.default_rng(0)
+    model, data = Model("position"), Data(rng)
+    bank = DetectorBank(["msp", "energy"], gate="auto", keep=0.95)
+    if with_reference:
+        bank.attach_references([Model("shape")], ["shape-reader"])
+    bank.calibrate(model, data, select_on=[])
+    assert bank.gate == ("reference" if with_reference else "msp")  # no errors to choose on: the tie order
+    iid, swapped = images(300, False, rng), images(300, True, rng)
+    for k, (x, y) in enumerate((iid, swapped)):
+        inputs = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
+        with torch.no_grad():
+            logits = model(inputs)
+            bank.update(torch.full((len(y),), k), logits.argmax(1) == torch.from_numpy(y), logits, {}, inputs)
+    m, _ = bank.compute(["iid", "position/s5"])
+    assert m["test/iid/failure_auroc/msp"] != m["test/iid/failure_auroc/msp"]  # NaN: no errors on iid
+    assert m["test/position/s5/acc_estimate/atc"] > 0.9  # the model's own confidence: blind, as expected
+    if with_reference:
+        assert m["test/position/s5/failure_auroc/reference"] == 1.0
+        assert m["test/position/s5/failure_auroc/msp"] < 0.75
+        assert m["test/position/s5/coverage"] == 0.0  # every error rejected
+        assert m["test/iid/coverage"] >= 0.9  # and the right i.i.d. predictions accepted
+        assert m["test/position/s5/acc_estimate/agreement"] < 0.01  # the accuracy is 0
+        assert m["test/acc_estimate_mae/agreement"] < 0.01 < 0.9 < m["test/acc_estimate_mae/atc"]
+        assert bank.summary()["qc/references"] == ["shape-reader"]
+    else:
+        assert "test/position/s5/failure_auroc/reference" not in m and bank.summary()["qc/references"] == []
+        assert m["test/position/s5/coverage"] > 0.9  # the gate without a reference lets the errors through
+
+
+# -- references from runs, on real (tiny) trained runs -----------------------------------------------------
+@pytest.fixture(scope="module")
+def sweep(trained_run, tmp_path_factory, cache_dir):
+    """A sweep folder: the session's cnn run and a maxpool run trained here."""
+    root = tmp_path_factory.mktemp("refsweep")
+    shutil.copytree(trained_run, root / "0_arch=cnn")
+    cfg = make_cfg(
+        ["debug=smoke", "logger=none", "arch=maxpool", *LIGHT_QC], root / "1_arch=maxpool", cache_dir
+    )
+    train(cfg)
+    save_job_config(cfg, root / "1_arch=maxpool")
+    return root
+
+
+def catalog(*families):
+    shift = OmegaConf.load(CONF / "shift" / "default.yaml")
+    shift.families = {f: shift.families[f] for f in families}
+    return shift
+
+
+def test_evaluate_with_a_reference_scores_what_the_reference_model_says(sweep):
+    run, ref = sweep / "0_arch=cnn", sweep / "1_arch=maxpool"
+    m = evaluate_run(run, catalog("position"), None, out="ref.json", reference=str(ref))
+    assert m["qc/references"] == [str(ref.resolve())] and m == read_metrics(run, "ref.json")
+    assert m["qc/gate"] in ("reference", *load_run_config(run).qc.detectors)
+    for key in ("failure_auroc", "aurc", "eaurc", "auroc"):
+        assert f"test/position/s5/{key}/reference" in m
+    # The agreement estimate, recomputed from the two models' own predictions outside the test loop.
+    cfg = load_run_config(run)
+    from shapeshift.pipeline import build_datamodule
+
+    dm = build_datamodule(cfg, augment=False)
+    x, _ = dm.arrays("position/s5")
+    mine, theirs = (load_model(r, load_run_config(r), dm.test_set_names) for r in (run, ref))
+    inputs = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
+    bf16 = "bf16" in str(cfg.trainer.precision)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        predicted = mine(inputs).float().argmax(1)
+        agree = theirs(inputs).float().softmax(1).gather(1, predicted[:, None]).mean()
+    assert m["test/position/s5/acc_estimate/agreement"] == pytest.approx(float(agree), abs=0.01)
+
+
+def test_a_sweep_reference_is_its_runs_that_learned_the_task_without_the_run_itself(sweep):
+    run, other = sweep / "0_arch=cnn", sweep / "1_arch=maxpool"
+    assert reference_runs(str(sweep), run, min_acc=0.0) == [other.resolve()]
+    assert reference_runs([str(other), str(sweep)], run, min_acc=0.0) == [other.resolve()]  # each once
+    above = read_metrics(other)["val/acc"] + 1e-6
+    with pytest.raises(ConfigError, match="no finished run there learned the task"):
+        reference_runs(str(sweep), run, min_acc=above)
+
+
+def test_a_bad_reference_fails_in_one_line_and_writes_nothing(sweep, tmp_path, cache_dir):
+    run = sweep / "0_arch=cnn"
+    smaller = tmp_path / "smaller"
+    shutil.copytree(sweep / "1_arch=maxpool", smaller)
+    cfg = OmegaConf.load(smaller / CONFIG_FILE)
+    cfg.data.image_size = 32
+    OmegaConf.save(cfg, smaller / CONFIG_FILE)
+    broken = tmp_path / "broken"
+    shutil.copytree(sweep / "1_arch=maxpool", broken)
+    shutil.rmtree(broken / "checkpoints")
+    cases = {
+        str(smaller): "does not match this run: image size 32 vs 64",
+        str(broken): "no checkpoint",
+        str(run): "is the run itself",
+        str(tmp_path / "nowhere"): "no such folder",
+    }
+    for reference, message in cases.items():
+        with pytest.raises(ConfigError, match=message) as err:
+            evaluate_run(run, catalog("position"), None, out="bad.json", reference=reference)
+        assert "\n" not in str(err.value)
+        assert not (run / "bad.json").exists()
+    out = tmp_path / "new_run"
+    cfg = make_cfg(["debug=smoke", "logger=none", *LIGHT_QC, f"qc.reference={smaller}"], out, cache_dir)
+    with pytest.raises(ConfigError, match="image size"):
+        train(cfg)
+    assert not out.exists()  # refused before the run folder was claimed
+
+
+def test_training_with_a_reference_gates_on_it(sweep, tmp_path, cache_dir):
+    ref = sweep / "1_arch=maxpool"
+    # Quoted: a sweep's run folders are named `<n>_key=value`, and Hydra's parser reads the `=`.
+    reference = f"qc.reference=['{ref}']"
+    overrides = ["debug=smoke", "logger=none", "qc.gate=reference", reference, "qc.novelty=msp"]
+    m = train(make_cfg([*overrides, "qc.detectors=[msp]"], tmp_path / "run", cache_dir))
+    assert m["qc/gate"] == "reference" and m["qc/references"] == [str(ref.resolve())]
+    assert 0.0 <= m["test/iid/acc_estimate/agreement"] <= 1.0 and "test/acc_estimate_mae/agreement" in m
+    assert m["test/iid/coverage"] >= 0.8
+    with pytest.raises(ConfigError, match="qc.gate=reference needs qc.reference"):
+        train(make_cfg(["debug=smoke", "logger=none", "qc.gate=reference"], tmp_path / "r2", cache_dir))
+
+
+def test_evaluate_command_takes_gate_and_reference(sweep, tmp_path, cache_dir):
+    """As typed: `gate=auto` re-chooses an old run's gate, `reference=` adds the other run."""
+    run, ref = sweep / "0_arch=cnn", sweep / "1_arch=maxpool"
+    args = [f"run='{run}'", f"reference='{ref}'", "gate=auto", "families=[position]", "out=cli.json"]
+    done = run_cli("evaluate", [*args, f"hydra.run.dir={tmp_path / 'logs'}"], cache_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    m = read_metrics(run, "cli.json")
+    assert m["qc/references"] == [str(ref.resolve())]
+    assert {f"qc/selection_eaurc/{d}" for d in ("reference", "msp", "knn_stages")} <= set(m)
+    assert m["qc/gate"] == min(
+        (k.rsplit("/", 1)[1] for k in m if k.startswith("qc/selection_eaurc/")),
+        key=lambda d: m[f"qc/selection_eaurc/{d}"],
+    )
+    with pytest.raises(ConfigError, match="qc.gate=nonsense must be auto, reference or one of"):
+        evaluate_run(run, catalog("position"), None, out="x.json", gate="nonsense")
