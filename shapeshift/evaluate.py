@@ -25,6 +25,7 @@ from shapeshift.errors import command_errors
 from shapeshift.loggers import silence_known_noise
 from shapeshift.metric_keys import tidy
 from shapeshift.pipeline import build_datamodule, quality_control, test_metrics
+from shapeshift.progress import track
 from shapeshift.references import override_qc, qc_references
 from shapeshift.restore import RunError, checkpoint_path, load_model, load_run_config
 from shapeshift.run_dir import METRICS_FILE, find_runs, write_metrics
@@ -103,7 +104,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.families:
             shifts.select(cfg.shift.families, list(cfg.families))
     failed = 0
-    for run_dir in runs:  # one run that cannot be evaluated does not stop the others
+    for run_dir in track(runs, "evaluate: runs"):  # one run that cannot be evaluated does not stop the others
         try:
             metrics = evaluate_run(
                 run_dir, cfg.shift, cfg.families, cfg.out, cfg.accelerator, cfg.reference, cfg.gate

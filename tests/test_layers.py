@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "errors",
             "runtime",
             "preflight",
+            "progress",
         },
     ),
     ("data", {"data"}),
@@ -55,7 +56,16 @@ LAYERS: list[tuple[str, set[str]]] = [
 
 # Parts that must import without torch (reading a report or a run folder's files): what they import at import
 # time, followed through shapeshift's own modules, never reaches a module that imports one of `TORCH`.
-TORCH_FREE = {"shapeshift", "fingerprint", "run_dir", "metric_keys", "lifecycle", "reporting", "report"}
+TORCH_FREE = {
+    "shapeshift",
+    "fingerprint",
+    "run_dir",
+    "metric_keys",
+    "lifecycle",
+    "progress",
+    "reporting",
+    "report",
+}
 TORCH = {
     "torch",
     "lightning",

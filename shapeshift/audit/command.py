@@ -12,6 +12,7 @@ from shapeshift.audit.images import Folder, read_folder
 from shapeshift.audit.screen import Screening, load, screen
 from shapeshift.audit.sheet import contact_sheet
 from shapeshift.config import ConfigError
+from shapeshift.progress import track
 from shapeshift.run_dir import find_runs, read_run
 from shapeshift.runtime import AUTO, fast_cpu_math
 
@@ -176,7 +177,7 @@ def rank_sweep(
     by accuracy on a labelled folder, else by the label-free accuracy estimate."""
     sweep_dir, folder, out_dir = _paths(sweep, images, out)
     rows, labelled = [], None
-    for run_dir in find_runs(sweep_dir):
+    for run_dir in track(find_runs(sweep_dir), "audit: runs"):
         info = read_run(run_dir)
         if info.metrics is None:
             log.warning("skipping %s: not finished", run_dir)

@@ -19,6 +19,7 @@ from shapeshift.config import AUTO_GATE, NOVELTY_ORDER, REFERENCE
 from shapeshift.data import IID
 from shapeshift.data.base import model_input
 from shapeshift.models.features import tapped
+from shapeshift.progress import track
 from shapeshift.qc import estimates
 from shapeshift.qc.detectors import MaxSoftmax, build, reference_score
 from shapeshift.qc.gate import (
@@ -98,13 +99,13 @@ class DetectorBank(nn.Module):
             out[CONFIDENCE] = self.confidence.score(logits.float(), {}).cpu()
         return out
 
-    def _passes(self, model, images: np.ndarray, batch: int, bf16: bool):
+    def _passes(self, model, images: np.ndarray, batch: int, bf16: bool, what: str = "qc: scoring"):
         """(logits, features, inputs) per batch of uint8 images through `model`: eval mode, no gradients."""
         device = next(model.parameters()).device
         autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
         model.eval()
         with torch.no_grad(), tapped(model.backbone) as tap, autocast:
-            for i in range(0, len(images), batch):
+            for i in track(range(0, len(images), batch), what):
                 inputs = model_input(images[i : i + batch]).to(device)
                 logits = model(inputs).float()
                 yield logits, (tap.features() if self.needs_features else {}), inputs
@@ -127,7 +128,7 @@ class DetectorBank(nn.Module):
             return
         images, labels = datamodule.arrays("train")
         feats: dict[str, list[torch.Tensor]] = {}
-        for _, features, _ in self._passes(model, images, batch, bf16):
+        for _, features, _ in self._passes(model, images, batch, bf16, "qc: fitting the detectors"):
             for kind, f in features.items():
                 feats.setdefault(kind, []).append(f.cpu())
         labels_t = torch.from_numpy(np.asarray(labels, np.int64))

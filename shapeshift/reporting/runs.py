@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shapeshift.metric_keys import is_number
+from shapeshift.progress import track
 from shapeshift.run_dir import METRICS_FILE, RunInfo, find_runs, read_run
 
 # Keys that never make a variant: the seed is what a group averages over, the aug label holds its magnitude.
@@ -46,7 +47,7 @@ def collect(roots: Sequence[str | os.PathLike], metrics_file: str = METRICS_FILE
     if not dirs:
         names = ", ".join(str(r) for r in roots)
         raise ReportError(f"no runs found under {names} (a run directory holds .hydra/ or {METRICS_FILE})")
-    runs = [Run(**vars(read_run(d, metrics_file))) for d in dirs]
+    runs = [Run(**vars(read_run(d, metrics_file))) for d in track(dirs, "report: reading runs")]
     label_variants(runs)
     return runs
 
