@@ -60,6 +60,17 @@ def wandb_mode() -> str:
     return os.environ.get("WANDB_MODE") or ("online" if wandb_logged_in() else "offline")
 
 
+# Keys of the logger config that are ours, not the logger class's: what W&B gets as artifacts
+# (shapeshift/wandb_results.py). Taken out before the logger is instantiated.
+OWN_KEYS = ("artifacts", "log_checkpoint")
+
+
+def logger_params(logger: DictConfig) -> dict:
+    """The logger config, resolved, without OWN_KEYS: the arguments of its `_target_`."""
+    params = OmegaConf.to_container(logger, resolve=True)
+    return {k: v for k, v in params.items() if k not in OWN_KEYS}
+
+
 def build_logger(
     cfg: DictConfig,
     run_name: str,
@@ -74,7 +85,7 @@ def build_logger(
         return None
     config = {"choices": choices or {}, **OmegaConf.to_container(cfg, resolve=True)}
     if not cfg.logger._target_.endswith("WandbLogger"):
-        logger = instantiate(cfg.logger)
+        logger = instantiate(logger_params(cfg.logger))
         logger.log_hyperparams(config)
         return logger
     import wandb
@@ -103,7 +114,7 @@ def build_logger(
     run.define_metric("trainer/global_step")
     for pattern in ("train/*", "val/*", "lr-*", "epoch"):
         run.define_metric(pattern, step_metric="trainer/global_step", step_sync=True)
-    return instantiate(cfg.logger, experiment=run)
+    return instantiate(logger_params(cfg.logger), experiment=run)
 
 
 def finish_wandb() -> None:

@@ -59,6 +59,7 @@ from shapeshift.runtime import (
 )
 from shapeshift.start_from import StartFrom
 from shapeshift.wandb_catalog import log_catalog
+from shapeshift.wandb_results import log_result_artifacts
 
 log = logging.getLogger("shapeshift")
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
@@ -192,12 +193,14 @@ def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
         )
         metrics = tidy({**metrics, "fingerprint": folder.fingerprint})
         numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
-        if isinstance(logger, WandbLogger):  # the result once, as summary values, not a one-point history
-            logger.experiment.summary.update(numbers)
+        if isinstance(logger, WandbLogger):  # the headline as summary values, then curves and two tables
             log_catalog(logger.experiment, metrics, datamodule, model)
         elif logger is not None:
             logger.log_metrics(numbers)
-        return folder.finish(metrics)
+        finished = folder.finish(metrics)
+        if isinstance(logger, WandbLogger):  # metrics.json (and the checkpoint) once written: artifacts
+            log_result_artifacts(logger.experiment, cfg.logger, out, evaluated, cfg.eval.checkpoint)
+        return finished
     finally:
         finish_wandb()
 

@@ -1,45 +1,51 @@
-"""What W&B gets beyond the summary: metrics against severity that the dashboard plots and averages over
-grouped runs, one table of every evaluation set, and the most confidently wrong images of each set."""
+"""What a train run shows in W&B: the headline summary (shapeshift/wandb_results.py), accuracy against
+severity (one panel per family, averaged over grouped runs), one compact table of the evaluation sets, and
+one table of the most confidently wrong images of each set. The rest stays in `metrics.json` (an artifact)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from shapeshift.data import IID
-from shapeshift.metric_keys import SEVERITY_KEY
+from shapeshift.metric_keys import IID
+from shapeshift.wandb_results import families, headline
 
-PER_SEVERITY = ("acc", "ece", "coverage", "accepted_acc")  # plus each detector's auroc, if measured
-
-
-def _curve_metrics(metrics: dict) -> list[str]:
-    return list(PER_SEVERITY) + sorted(
-        {m["metric"] for k in metrics if (m := SEVERITY_KEY.match(k)) and m["metric"].startswith("auroc/")}
-    )
+# The compact table's metrics of every set; then the gate detector's and every accuracy estimate.
+SET_METRICS = ("acc", "ece", "coverage", "accepted_acc")
+GATE_SET_METRICS = ("auroc/{gate}", "failure_auroc/{gate}", "eaurc/{gate}")
 
 
 def log_severity(run, metrics: dict) -> None:
-    """`severity/<family>/<metric>` against the step metric `severity` (0 = the i.i.d. test set)."""
+    """`severity/<family>/acc` against the step metric `severity` (0 = the i.i.d. test set): one line panel
+    per family, which W&B averages over the runs of a group."""
     run.define_metric("severity")
-    families = sorted({m["family"] for k in metrics if (m := SEVERITY_KEY.match(k))})
-    names = _curve_metrics(metrics)
-    for family in families:
+    names = families(metrics)
+    for family in names:
         run.define_metric(f"severity/{family}/*", step_metric="severity", summary="none")
     for k in range(0, 6):
         row = {}
-        for family in families:
-            for metric in names:
-                key = f"test/{IID}/{metric}" if k == 0 else f"test/{family}/s{k}/{metric}"
-                if isinstance(metrics.get(key), float):
-                    row[f"severity/{family}/{metric}"] = metrics[key]
+        for family in names:
+            key = f"test/{IID}/acc" if k == 0 else f"test/{family}/s{k}/acc"
+            if isinstance(metrics.get(key), float):
+                row[f"severity/{family}/acc"] = metrics[key]
         if row:
             run.log({"severity": k, **row})
 
 
+def set_columns(metrics: dict, set_names: list[str]) -> list[str]:
+    """The compact table's metric columns: SET_METRICS, the gate's (auroc, failure_auroc, eaurc) and each
+    accuracy estimator's estimate, of those measured on some evaluation set."""
+    gate = metrics.get("qc/gate")
+    measured = {k[len(f"test/{s}/") :] for s in set_names for k in metrics if k.startswith(f"test/{s}/")}
+    estimates = sorted(m for m in measured if m.startswith("acc_estimate/"))
+    gated = [m.format(gate=gate) for m in GATE_SET_METRICS] if isinstance(gate, str) else []
+    return [m for m in (*SET_METRICS, *gated, *estimates) if m in measured]
+
+
 def results_table(metrics: dict, set_names: list[str]):
-    """One row per evaluation set: set, family, severity, then every metric measured on it."""
+    """One row per evaluation set: set, family, severity, then `set_columns`."""
     import wandb
 
-    names = _curve_metrics(metrics)
+    names = set_columns(metrics, set_names)
     rows = []
     for name in set_names:
         family, _, sev = name.partition("/s")
@@ -65,23 +71,28 @@ def confidently_wrong(
     return np.concatenate([wrong, right])[:n]
 
 
-def log_catalog(run, metrics: dict, datamodule, model, examples: int = 4) -> None:
+def examples_table(datamodule, model, examples: int):
+    """One row per example image: set, image, true class, predicted class, confidence, right or not."""
     import wandb
 
-    log_severity(run, metrics)
-    run.log({"results": results_table(metrics, datamodule.test_set_names)})
-    if not getattr(model, "test_predictions", ()):
-        return
     predicted, confidence = (t.numpy() for t in model.test_predictions)
-    classes, media, start = datamodule.class_names, {}, 0
+    classes, rows, start = datamodule.class_names, [], 0
     for name in datamodule.test_set_names:  # the test loop saw the sets in this order
         images, labels = datamodule.arrays(name)
         p, c = predicted[start : start + len(labels)], confidence[start : start + len(labels)]
         start += len(labels)
-        media[f"examples/{name}"] = [
-            wandb.Image(
-                images[i], caption=f"true {classes[labels[i]]}, predicted {classes[p[i]]} ({c[i]:.3f})"
-            )
-            for i in confidently_wrong(p, c, labels, examples)
-        ]
-    run.log(media)
+        for i in confidently_wrong(p, c, labels, examples):
+            truth, guess = classes[labels[i]], classes[p[i]]
+            rows.append([name, wandb.Image(images[i]), truth, guess, round(float(c[i]), 6), truth == guess])
+    columns = ["set", "image", "true", "predicted", "confidence", "correct"]
+    return wandb.Table(columns=columns, data=rows)
+
+
+def log_catalog(run, metrics: dict, datamodule, model, examples: int = 4) -> None:
+    """The headline as the run's summary (once, not a one-point history), then the curves and tables."""
+    run.summary.update(headline(metrics))
+    log_severity(run, metrics)
+    tables = {"results": results_table(metrics, datamodule.test_set_names)}
+    if getattr(model, "test_predictions", ()):
+        tables["examples"] = examples_table(datamodule, model, examples)
+    run.log(tables)

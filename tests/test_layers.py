@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "distributed",
             "loggers",
             "wandb_catalog",
+            "wandb_results",
             "saliency",
         },
     ),

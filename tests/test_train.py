@@ -34,8 +34,8 @@ def test_the_strided_cnn_learns_the_shortcut(trainer, cfg_factory):
         "data.image_size=32",
         "data.n_train_per_class=300",
         "data.n_val_per_class=50",
-        "data.n_test_per_class=100",
-        "shift.n_per_class=100",
+        "data.n_test_per_class=50",  # 100 test images, 50 in each o.o.d. set: plenty for 0.95 and 0.3
+        "shift.n_per_class=25",
         "trainer.max_epochs=4",
         "trainer.limit_train_batches=null",
     )
@@ -97,7 +97,7 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
     assert sorted(curve) == [0, 1, 2, 3, 4, 5]
     assert curve[0]["severity/rotation/acc"] == metrics["test/iid/acc"]
     assert curve[5]["severity/position/acc"] == metrics["test/position/s5/acc"]
-    assert curve[3]["severity/rotation/auroc/msp"] == metrics["test/rotation/s3/auroc/msp"]
+    assert not any("auroc" in k for row in curve.values() for k in row)  # accuracy only: one panel a family
     defined = {
         r.metric.name or r.metric.glob_name: r.metric.step_metric
         for r in records
@@ -110,7 +110,9 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
     assert steps and steps == sorted(steps)  # every training row carries its optimizer step
     # Accuracy-vs-severity charts and example images with predictions travel with the run.
     media = runs[0] / "files" / "media"
-    assert len(list((media / "images" / "examples" / "position").glob("s5_*.png"))) == 4
+    (examples,) = (media / "table").glob("examples_*.table.json")  # one table, not an image panel per set
+    examples = json.loads(examples.read_text())
+    assert sum(row[0] == "position/s5" for row in examples["data"]) == 4
     (table,) = (media / "table").glob("results_*.table.json")  # one row per evaluation set
     table = json.loads(table.read_text())
     assert table["columns"][:5] == ["set", "family", "severity", "acc", "ece"] and len(table["data"]) == 52

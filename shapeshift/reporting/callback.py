@@ -1,9 +1,8 @@
 """A Hydra callback: every multirun that finishes ends with its report (report.md, results.csv, plots) and,
-when its jobs log to W&B, one more W&B run of the sweep's group holding the report's table and plots."""
+when its jobs log to W&B, one more W&B run of the sweep's group (shapeshift/reporting/wandb_run.py)."""
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from shapeshift.reporting import print_summary, report
+from shapeshift.reporting.wandb_run import log_sweep_summary
 
 log = logging.getLogger("shapeshift")
 
@@ -29,41 +29,10 @@ class ReportAfterSweep(Callback):
             print_summary(result)
             logger = config.get("logger") or {}
             if str(logger.get("_target_", "")).endswith("WandbLogger"):
-                log_sweep_summary(sweep, result, logger)
+                log_sweep_summary(sweep, result, logger, config)
         except Exception as err:  # noqa: BLE001 - a report problem must not fail a finished sweep
             log.warning(
                 "the sweep finished but its report failed (%s); run: python -m shapeshift.report %s",
                 err,
                 sweep,
             )
-
-
-def log_sweep_summary(sweep: Path, result: dict, logger: DictConfig) -> None:
-    """One W&B run (job_type=report) in the jobs' group: the per-run results table and the plots."""
-    import wandb
-
-    from shapeshift.loggers import wandb_mode
-
-    with (result["out"] / "results.csv").open() as f:
-        rows = list(csv.reader(f))
-    run = wandb.init(
-        project=logger.get("project"),
-        entity=logger.get("entity"),
-        dir=str(sweep),
-        group=f"{sweep.parent.name}_{sweep.name}",
-        name=f"report-{sweep.name}",
-        job_type="report",
-        mode=logger.get("mode") or wandb_mode(),
-    )
-    try:
-        run.log(
-            {
-                "report/results": wandb.Table(columns=rows[0], data=rows[1:]),
-                **{
-                    f"report/{Path(name).stem}": wandb.Image(str(result["out"] / name))
-                    for name in result["plots"].values()
-                },
-            }
-        )
-    finally:
-        run.finish()
