@@ -155,7 +155,7 @@ class QCConfig:
     # Marks images unlike the training data (the audit's `novel`): `auto` (the first of NOVELTY_ORDER in
     # `detectors`), a detector, or null (none).
     novelty: str | None = AUTO_GATE
-    keep: float = 0.95  # share of i.i.d. validation images the gate (and novelty) accepts: the thresholds
+    keep: float = 0.95  # share of right i.i.d. validation predictions the gate keeps (novelty: images)
     k: int = 10  # the k of the nearest-neighbour detectors
     reference: Any = None  # other runs to compare with: a run dir, a list of them, or a sweep dir
     reference_min_acc: float = 0.9  # a sweep's runs below this val/acc did not learn the task: not used

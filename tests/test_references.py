@@ -98,6 +98,21 @@ def test_a_quadrant_reader_is_caught_by_a_shape_reader_and_only_by_it(with_refer
         assert m["test/position/s5/coverage"] > 0.9  # the gate without a reference lets the errors through
 
 
+def test_the_gate_keeps_the_right_validation_predictions_not_the_errors_among_them():
+    """A model wrong on 15% of its validation images: a cut keeping 95% of all of them would sit among its
+    errors and let them through; the gate keeps 95% of the right ones."""
+    rng = np.random.default_rng(1)
+    (x, y), (sx, sy) = images(170, False, rng), images(30, True, rng)
+    data = Data(rng)
+    data.val = (np.concatenate([x, sx]), np.concatenate([y, sy]))
+    bank = DetectorBank(["msp"], gate="reference")
+    bank.attach_references([Model("shape")])
+    bank.calibrate(Model("position"), data, select_on=[])
+    scores = bank.val_scores["reference"]
+    assert (scores[170:] < bank.cut).all()  # every validation error below the cut
+    assert (scores[:170] >= bank.cut).double().mean() == pytest.approx(0.95, abs=0.01)
+
+
 # -- references from runs, on real (tiny) trained runs -----------------------------------------------------
 @pytest.fixture(scope="module")
 def sweep(trained_run, tmp_path_factory, cache_dir):

@@ -137,7 +137,7 @@ def summary(result: dict) -> str:
     lines = [
         f"audited {n} images ({len(result['skipped'])} skipped) -> {result['out']}",
         f"gate: {result['gate']} score < {result['threshold']:.6g} is flagged as likely wrong "
-        f"(keeps {result['keep']:.0%} of the run's i.i.d. validation images)",
+        f"(keeps {result['keep']:.0%} of the run's right validation predictions)",
         f"flagged likely wrong: {result['flagged']:.1%} (i.i.d. validation: {result['iid_flagged']:.1%})",
         *(
             [f"novel (unlike the training images, {result['novelty']}): {result['novel']:.1%}"]

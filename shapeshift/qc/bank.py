@@ -148,7 +148,10 @@ class DetectorBank(nn.Module):
             raise ValueError("qc.gate=reference needs qc.reference (other runs to compare with)")
         if self.gate_setting == AUTO_GATE:
             self._choose(model, datamodule, select_on, val, correct, bf16, batch)
-        self.cut = self._threshold(val, self.gate, "qc.gate")
+        # The gate keeps `keep` of the *right* validation predictions: it is there to pass them and stop the
+        # wrong ones, and a model with 12% validation errors would otherwise set its cut among its errors.
+        right = correct if correct.any() else torch.ones_like(correct)
+        self.cut = self._threshold({n: v[right] for n, v in val.items()}, self.gate, "qc.gate")
         self.novelty_cut = self._threshold(val, self.novelty, "qc.novelty") if self.novelty else math.nan
 
     def _choose(self, model, datamodule, select_on, val, correct, bf16, batch) -> None:
