@@ -9,7 +9,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from shapeshift.train import train
-from tests.helpers import KillAtEpoch, without_measurements
+from tests.conftest import LIGHT_QC  # what cfg_factory adds: the same quality control as the tests' own runs
+from tests.helpers import KillAtEpoch, make_cfg, without_measurements
 
 # 13 steps per epoch; the strided CNN reaches val/acc 1.000 within its first epoch here.
 SATURATING = [
@@ -22,6 +23,7 @@ SATURATING = [
     "trainer.max_epochs=4",
 ]
 STEPS_PER_EPOCH = 13
+THREE = [*SATURATING, "trainer.max_epochs=3"]  # the shared run's: the fewest epochs that tell them apart
 
 
 class Record(Callback):
@@ -43,27 +45,49 @@ def stored(path) -> tuple[int, int]:
     return ckpt["epoch"], ckpt["global_step"]
 
 
-def test_the_final_epoch_is_evaluated_and_a_killed_run_resumes_from_its_newest_epoch(cfg_factory, tmp_path):
-    seen = Record()
-    whole = train(cfg_factory(*SATURATING, output_dir=tmp_path / "whole"), callbacks=[seen])
+class LastSaved(Callback):
+    """The epoch `checkpoints/last.ckpt` holds as each epoch starts (None: not written yet)."""
+
+    def __init__(self, run_dir):
+        self.path, self.seen = run_dir / "checkpoints" / "last.ckpt", {}
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.seen[trainer.current_epoch] = stored(self.path)[0] if self.path.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory, cache_dir) -> tuple:
+    """THREE trained uninterrupted with the default checkpoint schedule, once for this module: its folder,
+    the epochs it trained and validated (Record), what last.ckpt held as each epoch began (LastSaved),
+    and its metrics."""
+    run_dir = tmp_path_factory.mktemp("checkpoints") / "whole"
+    seen, saved = Record(), LastSaved(run_dir)
+    metrics = train(make_cfg([*LIGHT_QC, *THREE], run_dir, cache_dir), callbacks=[seen, saved])
+    return run_dir, seen, saved, metrics
+
+
+def test_the_final_epoch_is_evaluated_and_a_killed_run_resumes_from_its_newest_epoch(
+    whole, cfg_factory, tmp_path
+):
+    whole_dir, seen, _, metrics = whole
     assert seen.val[0][0] == 1.0  # saturated in epoch 0: the failing case
-    assert seen.trained == [0, 1, 2, 3]
-    assert stored(tmp_path / "whole" / "checkpoints" / "last.ckpt") == (3, 4 * STEPS_PER_EPOCH)
-    assert not (tmp_path / "whole" / "checkpoints" / "best.ckpt").exists()  # only written when evaluated
-    assert (whole["eval/checkpoint"], whole["eval/epoch"], whole["eval/step"]) == (
+    assert seen.trained == [0, 1, 2]
+    assert stored(whole_dir / "checkpoints" / "last.ckpt") == (2, 3 * STEPS_PER_EPOCH)
+    assert not (whole_dir / "checkpoints" / "best.ckpt").exists()  # only written when evaluated
+    assert (metrics["eval/checkpoint"], metrics["eval/epoch"], metrics["eval/step"]) == (
         "last",
-        3,
-        4 * STEPS_PER_EPOCH,
+        2,
+        3 * STEPS_PER_EPOCH,
     )
-    assert whole["checkpoint"] == "checkpoints/last.ckpt" and whole["epochs"] == 4
-    assert whole["val/loss"] == pytest.approx(
-        seen.val[3][1], abs=1e-6
+    assert metrics["checkpoint"] == "checkpoints/last.ckpt" and metrics["epochs"] == 3
+    assert metrics["val/loss"] == pytest.approx(
+        seen.val[2][1], abs=1e-6
     )  # the evaluated epoch's own validation
 
     run_dir = tmp_path / "killed"
     first = Record()
     with pytest.raises(RuntimeError, match="killed"):
-        train(cfg_factory(*SATURATING, output_dir=run_dir), callbacks=[first, KillAtEpoch(2)])
+        train(cfg_factory(*THREE, output_dir=run_dir), callbacks=[first, KillAtEpoch(2)])
     assert first.trained == [0, 1, 2]
     assert stored(run_dir / "checkpoints" / "last.ckpt") == (
         1,
@@ -72,10 +96,10 @@ def test_the_final_epoch_is_evaluated_and_a_killed_run_resumes_from_its_newest_e
     assert not (run_dir / "metrics.json").exists()
 
     second = Record()
-    resumed = train(cfg_factory(*SATURATING, output_dir=run_dir), callbacks=[second])
-    assert second.trained == [2, 3]  # only the epochs the killed run had not finished
-    assert resumed["eval/epoch"] == 3
-    assert without_measurements(resumed) == without_measurements(whole)
+    resumed = train(cfg_factory(*THREE, output_dir=run_dir), callbacks=[second])
+    assert second.trained == [2]  # only the epoch the killed run had not finished
+    assert resumed["eval/epoch"] == 2
+    assert without_measurements(resumed) == without_measurements(metrics)
 
 
 @pytest.mark.parametrize("lr, case", [(3e-3, "best before last"), (1e-2, "tied")])
@@ -160,26 +184,14 @@ def test_a_checkpoint_loads_on_its_own_in_a_fresh_process(cfg_factory, tmp_path)
         assert torch.allclose(torch.tensor(out["logits"]), expected(x), atol=1e-5)
 
 
-class LastSaved(Callback):
-    """The epoch `checkpoints/last.ckpt` holds as each epoch starts (None: not written yet)."""
-
-    def __init__(self, run_dir):
-        self.path, self.seen = run_dir / "checkpoints" / "last.ckpt", {}
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self.seen[trainer.current_epoch] = stored(self.path)[0] if self.path.is_file() else None
-
-
-def test_model_checkpoint_is_configured_from_the_callbacks_group(cfg_factory, tmp_path):
+def test_model_checkpoint_is_configured_from_the_callbacks_group(whole, cfg_factory, tmp_path):
     """`callbacks.model_checkpoint.every_n_epochs=2` saves every second epoch; the final epoch is saved
     whatever the schedule, so the run evaluates it and its results are the default schedule's."""
-    three = [*SATURATING, "trainer.max_epochs=3"]
-    every = LastSaved(tmp_path / "every")
-    default = train(cfg_factory(*three, output_dir=tmp_path / "every"), callbacks=[every])
+    _, _, every, default = whole  # the default schedule: every epoch
     assert every.seen == {0: None, 1: 0, 2: 1}
 
     second = LastSaved(tmp_path / "second")
-    overrides = [*three, "callbacks.model_checkpoint.every_n_epochs=2"]
+    overrides = [*THREE, "callbacks.model_checkpoint.every_n_epochs=2"]
     sparse = train(cfg_factory(*overrides, output_dir=tmp_path / "second"), callbacks=[second])
     assert second.seen == {0: None, 1: None, 2: 1}  # after epoch 1 only, then the final epoch
     assert stored(tmp_path / "second" / "checkpoints" / "last.ckpt") == (2, 3 * STEPS_PER_EPOCH)

@@ -1,4 +1,6 @@
-"""The commands as users type them, in a subprocess (each pays ~5 s of imports: keep these few)."""
+"""The commands as users type them, in a subprocess (each pays ~5 s of imports: keep these few). Where a
+subprocess here already proves the wiring (Hydra's composition errors, the preflight, a ConfigError from
+train), the other cases of the same wiring call what `python -m shapeshift.train` calls, in this process."""
 
 import subprocess
 from pathlib import Path
@@ -73,24 +75,43 @@ def test_bad_arch_names_the_valid_choices(tmp_path, cache_dir):
     assert "arch/vgg" in err and "resnet18_aa" in err and "Traceback" not in err
 
 
-def test_too_small_image_fails_at_start_in_one_line(tmp_path, cache_dir):
-    proc = run(
-        ["arch=resnet18_aa", "data.image_size=32", "debug=smoke", f"hydra.run.dir={tmp_path}"], cache_dir
-    )
-    assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if "config error" in line]
+def test_too_small_image_fails_at_start_in_one_line(cfg_factory, tmp_path, capsys):
+    """As `main` runs `train` (the same one-line wiring in a subprocess: test_checkpoints.py's
+    test_a_refused_checkpoint_setting_is_one_line)."""
+    from shapeshift.errors import command_errors
+    from shapeshift.train import train
+
+    run_dir = tmp_path / "run"
+    cfg = cfg_factory("arch=resnet18_aa", "data.image_size=32", "debug=smoke", output_dir=run_dir)
+    with pytest.raises(SystemExit) as exit_, command_errors(run_dir=run_dir):
+        train(cfg)
+    assert exit_.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if "config error" in line]
     assert len(lines) == 1 and "at least 36 px" in lines[0]
-    assert not (tmp_path / "metrics.json").exists()
+    assert not (run_dir / "metrics.json").exists()
 
 
-def test_mistyped_key_names_the_key(tmp_path, cache_dir):
-    err = one_line_error(run(["trainer.max_epoch=3", f"hydra.run.dir={tmp_path}"], cache_dir))
-    assert "max_epoch" in err and "Traceback" not in err
+def test_mistyped_key_names_the_key(tmp_path, capsys):
+    """The preflight `python -m shapeshift.train` runs before Hydra starts (its wiring in a subprocess:
+    test_unwritable_output_dir_is_one_line)."""
+    from shapeshift.preflight import check_command_line
+
+    with pytest.raises(SystemExit) as exit_:
+        check_command_line(["trainer.max_epoch=3", f"hydra.run.dir={tmp_path}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "max_epoch" in err and "Traceback" not in err
 
 
-def test_unknown_aug_names_the_valid_choices(tmp_path, cache_dir):
-    err = one_line_error(run(["aug=heavy", f"hydra.run.dir={tmp_path}"], cache_dir))
-    assert "aug/heavy" in err and "basic" in err and "Traceback" not in err
+def test_unknown_aug_names_the_valid_choices():
+    """Hydra's own composition error (one line on the command line: test_bad_arch_names_the_valid_choices)."""
+    from hydra.errors import MissingConfigException
+
+    from tests.helpers import compose_train
+
+    with pytest.raises(MissingConfigException) as err:
+        compose_train(["aug=heavy"])
+    assert "aug/heavy" in str(err.value) and "basic" in str(err.value)
 
 
 def test_unwritable_output_dir_is_one_line(tmp_path, cache_dir):
@@ -113,12 +134,18 @@ def test_help_is_short_and_has_examples(tmp_path, cache_dir):
 
 
 def test_a_smoke_run_is_quiet_and_ends_with_its_summary(tmp_path, cache_dir):
-    proc = run(["debug=smoke", f"hydra.run.dir={tmp_path}"], cache_dir)
+    """Also `paths.log_dir` on the command line: the run lands under it (test_paths.py's behaviour, proved
+    by this run rather than a second one)."""
+    log_dir = tmp_path / "scratch"
+    proc = run(["debug=smoke", f"paths.log_dir={log_dir}"], cache_dir)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    (metrics,) = log_dir.glob("runs/*/*/metrics.json")
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     assert len(lines) <= 25, "\n".join(lines)
     tail = "\n".join(lines[-7:])
     for key in ("test/iid/acc", "test/position/s5/acc", "test/ood/acc", "test/mix/acc"):
         assert key in tail
-    assert lines[-1].strip() == f"results: {tmp_path / 'metrics.json'}"
-    assert "Restoring states" in (tmp_path / "train.log").read_text()  # Lightning's lines reach the log once
+    assert lines[-1].strip() == f"results: {metrics}"
+    assert proc.stdout.strip().splitlines()[-1].strip() == f"results: {metrics}"
+    # Lightning's lines reach the log once
+    assert "Restoring states" in (metrics.parent / "train.log").read_text()

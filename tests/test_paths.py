@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from tests.helpers import CONF, compose_train, run_cli
+from tests.helpers import CONF, compose_train
 
 # Each command's config, with what it needs to compose, and where under the log dir its folder goes.
 COMMANDS = {
@@ -55,12 +55,8 @@ def test_one_override_moves_runs_sweeps_studies_and_the_preview(monkeypatch):
     assert "paths.log_dir" in compose_train([]).hydra.job.config.override_dirname.exclude_keys
 
 
-def test_paths_log_dir_moves_a_run_folder(tmp_path, cache_dir):
-    log_dir = tmp_path / "scratch"
-    proc = run_cli("train", ["debug=smoke", "logger=none", f"paths.log_dir={log_dir}"], cache_dir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (metrics,) = log_dir.glob("runs/*/*/metrics.json")
-    assert proc.stdout.strip().splitlines()[-1].strip() == f"results: {metrics}"
+# `paths.log_dir` moving a real run's folder, on the command line: test_cli.py's
+# test_a_smoke_run_is_quiet_and_ends_with_its_summary runs its smoke run with it.
 
 
 def test_an_unwritable_log_dir_is_one_line(tmp_path, capsys, monkeypatch):

@@ -200,7 +200,8 @@ def test_training_with_a_reference_gates_on_it(sweep, tmp_path, cache_dir):
     m = train(make_cfg([*overrides, "qc.detectors=[msp]"], tmp_path / "run", cache_dir))
     assert m["qc/gate"] == "reference" and m["qc/references"] == [str(ref.resolve())]
     assert 0.0 <= m["test/iid/acc_estimate/agreement"] <= 1.0 and "test/acc_estimate_mae/agreement" in m
-    assert m["test/iid/coverage"] >= 0.8
+    # A one-epoch model (0.91 i.i.d.) gated by another: what it accepts is more often right than what it sees.
+    assert 0.5 <= m["test/iid/coverage"] < 1.0 and m["test/iid/accepted_acc"] > m["test/iid/acc"]
     with pytest.raises(ConfigError, match="qc.gate=reference needs qc.reference"):
         train(make_cfg(["debug=smoke", "logger=none", "qc.gate=reference"], tmp_path / "r2", cache_dir))
 

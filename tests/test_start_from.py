@@ -150,14 +150,16 @@ def test_the_fingerprint_follows_the_files_content_not_its_path(source, cfg_fact
     assert keys(f"ckpt_path={ckpt}")["ckpt_path"] != keys(f"ckpt_path={moved}")["ckpt_path"]
 
 
-def test_a_missing_file_is_one_line_on_the_command_line(tmp_path, cache_dir):
-    from tests.helpers import run_cli
+def test_a_missing_file_is_one_line_on_the_command_line(cfg_factory, tmp_path, capsys):
+    """As `main` runs `train` (the same one-line wiring in a subprocess: test_checkpoints.py's
+    test_a_refused_checkpoint_setting_is_one_line)."""
+    from shapeshift.errors import command_errors
 
     missing = tmp_path / "nowhere" / "last.ckpt"
-    proc = run_cli(
-        "train", ["debug=smoke", f"ckpt_path={missing}", f"hydra.run.dir={tmp_path / 'run'}"], cache_dir
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_, command_errors(run_dir=run_dir):
+        train(cfg_factory("debug=smoke", f"ckpt_path={missing}", output_dir=run_dir))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"shapeshift: config error: ckpt_path={missing}: no such file"
     ]

@@ -32,7 +32,7 @@ def test_the_strided_cnn_learns_the_shortcut(trainer, cfg_factory):
         "arch=cnn",
         f"trainer={trainer}",
         "data.image_size=32",
-        "data.n_train_per_class=300",
+        "data.n_train_per_class=200",  # the training and validation images test_checkpoints.py renders
         "data.n_val_per_class=50",
         "data.n_test_per_class=50",  # 100 test images, 50 in each o.o.d. set: plenty for 0.95 and 0.3
         "shift.n_per_class=25",
