@@ -20,10 +20,10 @@ INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install "torch==2.13.0" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/pip install -c constraints.txt -e '.[dev,launchers]'
+	$(BIN)/pip install -c constraints.txt -e '.[dev,launchers,tune]'
 	touch $@
 
-install: $(INSTALLED) ## Create .venv: torch 2.13.0 first (TORCH_INDEX=... picks a build), then shapeshift with dev tools and launchers
+install: $(INSTALLED) ## Create .venv: torch 2.13.0 first (TORCH_INDEX=... picks a build), then shapeshift with dev tools, launchers and the tuning sweeper
 
 test: $(INSTALLED) ## Run the fast test suite (no slow tests)
 	$(BIN)/python -m pytest
