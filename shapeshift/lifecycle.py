@@ -78,10 +78,6 @@ class RunFolder:
         return folder
 
     @property
-    def checkpoints(self) -> Path:
-        return self.path / CHECKPOINT_DIR
-
-    @property
     def resume_from(self) -> Path | None:
         """The newest checkpoint of an interrupted run, where training continues."""
         last = checkpoint_file(self.path, "last")
