@@ -112,6 +112,20 @@ def assert_metrics_consistent(metrics: dict, set_sizes: dict[str, int] | None = 
         assert correct == pytest.approx(round(correct), abs=1e-3), (name, metrics[f"test/{name}/acc"], n)
 
 
+def finished_wandb_records(run_dir: Path, timeout: float = 60.0) -> list:
+    """The records of the offline run in `run_dir`, once its `exit` record is on disk. wandb's service
+    process writes the file; `finish()` can return before the last block reaches it (seen in CI, with the
+    service shared by the whole test session)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(wandb_records(next(Path(run_dir).glob("*.wandb"))))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
 def wandb_records(path: Path):
     """The protobuf records of an offline W&B run file (`run-<id>.wandb`): LevelDB-style 32 KiB blocks of
     7-byte-headed chunks after a 7-byte file header. What wandb itself writes, read without a server."""

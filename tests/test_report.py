@@ -361,7 +361,7 @@ def test_a_sweep_logged_to_wandb_gets_a_report_run(sweep, monkeypatch):
     from omegaconf import OmegaConf
 
     from shapeshift.reporting.callback import ReportAfterSweep
-    from tests.helpers import wandb_records
+    from tests.helpers import finished_wandb_records
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     config = OmegaConf.create(
@@ -376,7 +376,7 @@ def test_a_sweep_logged_to_wandb_gets_a_report_run(sweep, monkeypatch):
     )
     ReportAfterSweep(plots=True).on_multirun_end(config)
     (run_dir,) = (sweep / "wandb").glob("offline-run-*")
-    records = list(wandb_records(next(run_dir.glob("*.wandb"))))
+    records = finished_wandb_records(run_dir)
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert run.job_type == "report" and run.run_group == f"{sweep.parent.name}_{sweep.name}"
     (table,) = (run_dir / "files" / "media" / "table" / "report").glob("results_*.table.json")

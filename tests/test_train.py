@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shapeshift.train import train
-from tests.helpers import KillAtEpoch, assert_metrics_consistent, wandb_records, without_measurements
+from tests.helpers import KillAtEpoch, assert_metrics_consistent, finished_wandb_records, without_measurements
 
 SMALL = ["debug=smoke", "logger=csv"]
 
@@ -61,8 +61,7 @@ def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch)
     train(cfg)
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    (run_file,) = runs[0].glob("*.wandb")
-    records = list(wandb_records(run_file))
+    records = finished_wandb_records(runs[0])
     (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     config = {u.key: json.loads(u.value_json) for u in run.config.update}
     assert run.job_type == "train"  # the dashboard can group by choice names and filter by job type

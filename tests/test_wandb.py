@@ -12,7 +12,7 @@ import yaml
 
 from shapeshift.metric_keys import SEVERITY_KEY
 from shapeshift.train import train
-from tests.helpers import wandb_records
+from tests.helpers import finished_wandb_records
 
 FAMILIES = ("position", "scale")
 
@@ -27,7 +27,7 @@ def offline(monkeypatch, tmp_path):
 
 def read_run(run_dir: Path) -> dict:
     """The offline run file's run record, summary, history rows, artifacts and defined metrics."""
-    records = list(wandb_records(next(run_dir.glob("*.wandb"))))
+    records = finished_wandb_records(run_dir)
     kinds = {}
     for r in records:
         kinds.setdefault(r.WhichOneof("record_type"), []).append(r)
