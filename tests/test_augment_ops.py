@@ -1,6 +1,7 @@
 """Augmentations: the `strong` preset's background swaps (seeded, no eval photo leaks), flips and shifts."""
 
 import pickle
+from collections import Counter
 
 import albumentations as A
 import cv2
@@ -225,3 +226,56 @@ def test_flip_draws_each_of_its_four_outcomes():
     img[0, 7] = 0  # a dark pixel at the top right
     seen = Counter(tuple(np.argwhere(pipeline(image=img)["image"][..., 0] < 100)[0]) for _ in range(400))
     assert set(seen) == {(0, 7), (0, 0), (7, 7), (7, 0)} and min(seen.values()) > 60
+
+
+@pytest.mark.parametrize(
+    ("aug", "expected"),
+    [
+        ("basic", {"RandomBrightnessContrast": 0.8, "Affine": 0.8, "RandomResizedCrop": 0.5}),
+        (
+            "strong",
+            {"Affine": 0.9, "RandomResizedCrop": 0.5, "Background": 0.7, "RandomBrightnessContrast": 0.8},
+        ),
+    ],
+)
+def test_training_draws_fire_each_transform_at_its_rate_independently(aug, expected, cfg_factory):
+    """What a training sample gets, over 2,000 samples: each transform fires at its configured rate and
+    independently of the others. A seeded Compose whose transforms each copy one seed fires them together
+    (Albumentations 2.0.8); the training set draws them from one per-sample stream instead."""
+    from shapeshift.data.base import AugmentedDataset
+
+    pipeline = build_augmentation(augmentation_transforms(cfg_factory(f"aug={aug}")), seed=0)
+    pipeline.save_applied_params = True
+    fired = []
+
+    class Spy:  # the dataset's pipeline, recording what it applied to each sample
+        def set_random_state(self, *generators):
+            pipeline.set_random_state(*generators)
+
+        def __call__(self, **data):
+            out = pipeline(**data)
+            applied = [name for name, _ in out["applied_transforms"]]
+            names = {n.removeprefix("RandomPattern").removeprefix("RandomPhoto") for n in applied}
+            fired.append([name in names for name in expected])
+            return out
+
+    params = sample_params(8, 64, np.random.default_rng(0))
+    images, _ = render(params, 64)
+    ds = AugmentedDataset(np.repeat(images, 250, axis=0), np.repeat(params.label, 250), Spy(), seed=0)
+    for i in range(len(ds)):
+        ds[(0, i)]
+    fired = np.array(fired, float)
+    assert np.allclose(fired.mean(0), list(expected.values()), atol=0.035), fired.mean(0)
+    corr = np.corrcoef(fired.T)[np.triu_indices(len(expected), 1)]
+    assert np.abs(corr).max() < 0.08, corr
+
+
+def test_a_pipeline_called_directly_draws_its_transforms_independently():
+    """Two p=0.5 flips consume the same numbers, so transforms that each copy one seed (a seeded
+    Albumentations 2.0.8 Compose) flip both or neither, forever. A direct call (a preview, a notebook) must
+    draw them from one stream, as training does."""
+    pipeline = build_augmentation([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)], seed=0)
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[0, 3] = 255  # top right
+    corners = Counter(tuple(np.argwhere(pipeline(image=img)["image"][..., 0])[0]) for _ in range(400))
+    assert set(corners) == {(0, 3), (0, 0), (3, 3), (3, 0)} and min(corners.values()) > 70, corners

@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+import torch
 
 from shapeshift.config import validate
 from tests.helpers import ARCHS, AUGS, compose_train, sweep_jobs
@@ -68,7 +69,8 @@ def test_the_gap_strong_follow_up_trains_longer():
             18,
             {"arch": {"resnet18", "cnn"}, "arch.padding_mode": {"zeros", "reflect", "circular"}},
         ),
-        ("mechanism_size", 18, {"arch": {"resnet18", "resnet18_aa"}, "data.image_size": {"63", "64", "65"}}),
+        ("mechanism_size", 18, {"arch": {"resnet18", "resnet18_aa"}, "data.image_size": {"64", "65", "97"}}),
+        ("mechanism_receptive_field", 3, {"seed": {"0", "1", "2"}}),
         ("remedy", 45, {"aug": {"none", "flip", "translate"}}),
     ],
 )
@@ -79,3 +81,19 @@ def test_the_experiment_presets_expand_to_their_jobs(preset, jobs, grid):
         assert {dict(o.split("=", 1) for o in job)[key] for job in expanded} == values
     for job in expanded[:: max(1, jobs // 6)]:  # every kind of job composes and validates
         validate(compose_train([f"experiment={preset}", *job]))
+
+
+def test_the_receptive_field_preset_sees_the_whole_image(cfg_factory):
+    from shapeshift.pipeline import build_backbone
+
+    cfg = cfg_factory("experiment=mechanism_receptive_field")
+    wide, study = build_backbone(cfg, "gap"), build_backbone(cfg_factory("arch=gap"), "gap")
+    assert study.receptive_field == 13 and wide.receptive_field >= cfg.data.image_size
+    # Measured, not only computed: the unit at the centre reacts to both corners; the study's sees 13 px.
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    wide.features(x)[0, :, 32, 32].sum().backward()
+    assert x.grad[0, :, 0, 0].abs().sum() > 0 and x.grad[0, :, 63, 63].abs().sum() > 0
+    x.grad = None
+    study.features(x)[0, :, 32, 32].sum().backward()
+    seen = x.grad[0].abs().sum(0).nonzero()
+    assert seen.min().item() == 26 and seen.max().item() == 38  # 32 +- 6

@@ -190,3 +190,16 @@ def test_a_family_added_in_yaml_is_evaluated_with_no_code_change(cfg_factory, tm
     metrics = train(cfg)
     assert_metrics_consistent(metrics, {f"squash/s{k}": 16 for k in range(1, 6)})
     assert "test/squash/acc" in metrics and "test/rotation/acc" in metrics
+
+
+def test_the_sub_stride_catalog_moves_shapes_by_whole_pixels(base, photos):
+    """conf/shift/substride.yaml: 35 sets, the k-th moving every shape by k px at 64 px (32: the swap)."""
+    sub = OmegaConf.to_container(OmegaConf.load(CONF / "shift" / "substride.yaml"), resolve=True)["families"]
+    shifts.validate_catalog(sub)
+    x0 = np.array([np.nonzero(m > 0.5)[1].mean() for m in base[2]])
+    for k in (1, 7, 31, 32):
+        first = 5 * ((k - 1) // 5) + 1
+        ops = shifts.severity_ops(sub, f"px{first:02d}_{first + 4:02d}", k - first + 1)
+        out = shifts.apply(base[0], ops, SIZE, np.random.default_rng(0))
+        x = np.array([np.nonzero(m > 0.5)[1].mean() for m in out.masks])
+        assert np.allclose(np.abs(x - x0), k, atol=0.5), (k, np.abs(x - x0).max())

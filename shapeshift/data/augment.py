@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 import albumentations as A
+import numpy as np
 from hydra.utils import instantiate
 
 
@@ -17,4 +19,9 @@ def build_augmentation(transforms: Sequence, seed: int) -> A.Compose | None:
     if not transforms:
         return None
     steps = [t if isinstance(t, A.BasicTransform) else instantiate(t, _convert_="all") for t in transforms]
-    return A.Compose(steps, seed=seed)
+    pipeline = A.Compose(steps)
+    # One stream that the transforms draw from in turn. `A.Compose(seed=...)` gives every transform its own
+    # copy of the same seed, so they fire together and take the same first numbers (Albumentations 2.0.8).
+    # Training reseeds the stream per sample (`AugmentedDataset`); this seed serves direct calls.
+    pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    return pipeline
