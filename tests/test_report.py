@@ -14,6 +14,7 @@ from tests.helpers import run_cli
 
 FAMILIES = ("position", "scale")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+T975_1, T975_2 = 12.7062047, 4.30265273  # t(0.975, 1) and t(0.975, 2), from a printed table
 
 
 def metrics_for(arch: str, aug: str, seed: int, iid: float, ood_shift: float = 0.0) -> dict:
@@ -96,15 +97,19 @@ def t_interval(values):
     n = len(values)
     mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, {2: 12.706, 3: 4.303}[n] * sd / math.sqrt(n)
+    return mean, {2: T975_1, 3: T975_2}[n] * sd / math.sqrt(n)
 
 
 def test_t_quantiles_and_intervals():
-    assert rp.t_quantile(1) == 12.706 and rp.t_quantile(2) == 4.303 and rp.t_quantile(30) == 2.042
-    assert rp.t_quantile(31) == rp.t_quantile(1000) == 1.96
+    assert rp.t_quantile(1) == pytest.approx(T975_1) and rp.t_quantile(2) == pytest.approx(T975_2)
+    assert rp.t_quantile(30) == pytest.approx(2.0423, abs=1e-4) and rp.t_quantile(1000) == pytest.approx(
+        1.9623, abs=1e-4
+    )
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        rp.t_quantile(0)
     stat = rp.mean_interval([0.8, 0.9, 1.0])
     assert stat.n == 3 and stat.mean == pytest.approx(0.9)
-    assert stat.half == pytest.approx(4.303 * 0.1 / math.sqrt(3))  # sd of 0.8, 0.9, 1.0 is 0.1
+    assert stat.half == pytest.approx(T975_2 * 0.1 / math.sqrt(3))  # sd of 0.8, 0.9, 1.0 is 0.1
     assert stat.cell() == "0.900 ± 0.248"
     one = rp.mean_interval([0.7, None, float("nan")])
     assert (one.n, one.mean, one.half) == (1, 0.7, None) and one.cell() == "0.700 ± —"
@@ -142,7 +147,7 @@ def test_groups_means_and_intervals_are_exact(sweep):
 
     header, rows = rp.main_rows(groups)
     assert header == ["arch", "aug", "n", "iid", "position", "position s5", "ood", "mix"]
-    h = 4.303 * 0.1 / math.sqrt(3)
+    h = T975_2 * 0.1 / math.sqrt(3)
     assert rows[0] == [
         "cnn",
         "none",
@@ -164,7 +169,7 @@ def test_groups_means_and_intervals_are_exact(sweep):
 def test_report_files_tables_csv_and_missing_runs(sweep):
     result = rp.report([sweep])
     text = (sweep / "report.md").read_text()
-    h = f"{4.303 * 0.1 / math.sqrt(3):.3f}"
+    h = f"{T975_2 * 0.1 / math.sqrt(3):.3f}"
     assert f"| cnn | none | 3 | 0.900 ± {h} | 0.750 ± {h} | 0.650 ± {h} | 0.700 ± {h} | 0.800 ± {h} |" in text
     assert "| gap | none | 1 | 0.700 ± — | 0.550 ± — | 0.450 ± — | 0.500 ± — | 0.600 ± — |" in text
     assert "9 found, 7 finished, 2 without metrics.json" in text
@@ -172,6 +177,7 @@ def test_report_files_tables_csv_and_missing_runs(sweep):
     assert "| resnet18 | none | 0 | no metrics.json (unfinished or failed) |" in text
     assert "| resnet18 | basic | 0 | error.txt: RuntimeError: CUDA out of memory |" in text
     assert "| cnn | basic | +0.050 |" in text  # the gain table
+    assert "| basic | cnn | 3 of 3 | 0.250 | 0.250 |" in text  # its sign test: 3 pairs up, p = 2 / 2^3
     assert "iid/ece" in text  # any other test/ metric gets a column
 
     with (sweep / "results.csv").open() as f:
@@ -214,7 +220,7 @@ def test_several_folders_partial_and_duplicates(tmp_path):
     assert len(result["runs"]) == 3
     (group,) = result["groups"]
     assert group.n == 2 and group.stats["test/iid/acc"].mean == pytest.approx(0.9)
-    assert group.stats["test/iid/acc"].half == pytest.approx(12.706 * math.sqrt(0.02) / math.sqrt(2))
+    assert group.stats["test/iid/acc"].half == pytest.approx(T975_1 * math.sqrt(0.02) / math.sqrt(2))
     assert (a / "report.md").is_file() and not (b / "report.md").exists()
     assert "aug_gain.png" not in (a / "report.md").read_text()  # plots=False draws nothing
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from shapeshift.metric_keys import SEVERITY_KEY, SUMMARY_SETS, is_number
 from shapeshift.reporting.runs import Run
-from shapeshift.reporting.stats import Stat, mean_interval
+from shapeshift.reporting.stats import Stat, holm, mean_interval, paired_t_p, sign_test_p
 
 ARCH_ORDER = ("cnn", "maxpool", "gap", "resnet18", "resnet18_aa")
 AUG_ORDER = ("none", "basic", "strong")
@@ -113,7 +113,9 @@ def summarize(runs: Sequence[Run]) -> list[Group]:
 
 def gains(groups: Sequence[Group], metric: str = "test/ood/acc", baseline: str = "none") -> list[dict]:
     """Each augmentation's gain over `baseline` for the same arch: the difference of the means, and a
-    95% interval over the seeds both groups share (paired by seed), when two or more are shared."""
+    95% interval over the seeds both groups share (paired by seed), when two or more are shared. `p` is the
+    paired t-test's two-sided p, `p_holm` the same after Holm's correction over every row (each row is one
+    more chance of a false "held")."""
     by_key = {(g.arch, g.aug): g for g in groups}
     rows = []
     for g in groups:
@@ -132,8 +134,31 @@ def gains(groups: Sequence[Group], metric: str = "test/ood/acc", baseline: str =
                 "aug": g.aug,
                 "gain": g.stats[metric].mean - base.stats[metric].mean,
                 "paired": mean_interval(diffs),
+                "diffs": diffs,
+                "p": paired_t_p(diffs),
             }
         )
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
+        row["p_holm"] = adjusted
+    return rows
+
+
+def sign_tests(gain_rows: Sequence[dict]) -> list[dict]:
+    """Per augmentation, a sign test over every seed pair of every arch in `gain_rows`: does it raise the
+    metric more often than it lowers it? With 3 seeds a cell's t-test can rarely clear a correction;
+    pooled over archs the pairs can. Holm-corrected over the augmentations."""
+    augs = list(dict.fromkeys(r["aug"] for r in gain_rows))
+    rows = []
+    for aug in augs:
+        members = [r for r in gain_rows if r["aug"] == aug]
+        test = sign_test_p(d for r in members for d in r["diffs"])
+        if test is not None:
+            wins, pairs, p = test
+            rows.append(
+                {"aug": aug, "archs": [r["arch"] for r in members], "wins": wins, "pairs": pairs, "p": p}
+            )
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
+        row["p_holm"] = adjusted
     return rows
 
 

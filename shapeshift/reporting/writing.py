@@ -20,6 +20,7 @@ from shapeshift.reporting.tables import (
     notes,
     qc_tables,
     set_columns,
+    sign_tests,
 )
 from shapeshift.run_dir import METRICS_FILE
 
@@ -105,8 +106,10 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
         lines += [
             "## Gain of each augmentation over `none` (test/ood/acc)",
             "",
-            "Difference of the group means; the interval is over the seeds both groups share "
-            "(paired by seed).",
+            "Difference of the group means; the interval is over the seeds both groups share (paired by "
+            "seed); p: two-sided paired t-test, Holm: p after Holm's correction over every row of this "
+            "table. Then a sign test per augmentation over all its seed pairs (ties left out), Holm over "
+            "the augmentations.",
             "",
         ]
         rows = [
@@ -116,10 +119,19 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
                 f"{g['gain']:+.3f}",
                 g["paired"].cell() if g["paired"] else "",
                 str(g["paired"].n if g["paired"] else 0),
+                _p(g["p"]),
+                _p(g["p_holm"]),
             ]
             for g in gain_rows
         ]
-        lines += [markdown_table(["arch", "aug", "gain", "paired gain", "pairs"], rows), ""]
+        lines += [markdown_table(["arch", "aug", "gain", "paired gain", "pairs", "p", "Holm"], rows), ""]
+        signs = sign_tests(gain_rows)
+        if signs:
+            rows = [
+                [s["aug"], ", ".join(s["archs"]), f"{s['wins']} of {s['pairs']}", _p(s["p"]), _p(s["p_holm"])]
+                for s in signs
+            ]
+            lines += [markdown_table(["aug", "archs", "pairs up", "p", "Holm"], rows), ""]
     extras = extra_keys(groups)
     if extras:
         lines += ["## Other test metrics", ""]
@@ -158,6 +170,10 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _p(p: float | None) -> str:
+    return "—" if p is None else f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
 def _seed(r: Run) -> str:
