@@ -47,19 +47,26 @@ def gradcam(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return maps.clamp(0, 1).detach().cpu().numpy(), predicted.cpu().numpy()
 
 
-def draw_grid(path: Path, rows: list[dict], class_names: tuple[str, ...], title: str) -> Path:
-    """One row per set: each image with its map over it, titled true -> predicted."""
+def grid_figure(rows: list[dict], class_names: tuple[str, ...], title: str) -> plt.Figure:
+    """One row per set: each image with its map over it, titled true -> predicted; a colour scale."""
     cols = max(len(r["images"]) for r in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(1.7 * cols, 1.9 * len(rows) + 0.4), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows),
+        cols,
+        figsize=(1.7 * cols + 1.0, 1.9 * len(rows) + 0.4),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax in axes.flat:
         ax.axis("off")
+    overlay = None
     for r, row in enumerate(rows):
         for c, (img, cam, y, p) in enumerate(
             zip(row["images"], row["maps"], row["labels"], row["predicted"], strict=True)
         ):
             ax = axes[r, c]
             ax.imshow(img.squeeze(), cmap="gray", vmin=0, vmax=255)
-            ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            overlay = ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
             ax.set_title(
                 f"{class_names[y]} -> {class_names[p]}", fontsize=7, color="black" if y == p else "crimson"
             )
@@ -73,9 +80,18 @@ def draw_grid(path: Path, rows: list[dict], class_names: tuple[str, ...], title:
             va="center",
             fontsize=8,
         )
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # torchcam rescales each map to [0, 1] (min-max after the ReLU): a colour compares places in one image,
+    # not one image's map with another's.
+    bar = fig.colorbar(overlay, ax=axes, shrink=0.8, fraction=0.03)
+    bar.set_label("Grad-CAM for the predicted class,\nscaled per image (1: its maximum)", fontsize=8)
+    fig.suptitle(title, fontsize=9, wrap=True)
+    return fig
+
+
+def draw_grid(path: Path, rows: list[dict], class_names: tuple[str, ...], title: str) -> Path:
+    """`grid_figure` written to `path`."""
+    fig = grid_figure(rows, class_names, title)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -11,20 +11,65 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from shapeshift.metric_keys import severity_points  # noqa: E402
 from shapeshift.reporting.runs import Run  # noqa: E402
-from shapeshift.reporting.tables import Group, families_of, gains, set_columns  # noqa: E402
+from shapeshift.reporting.tables import (  # noqa: E402
+    MAIN_COLUMNS,
+    Group,
+    families_of,
+    gains,
+    group_key_order,
+    set_columns,
+)
 from shapeshift.run_dir import RISK_COVERAGE_FILE, read_json  # noqa: E402
 
 HEATMAP = "heatmap.png"
 GAIN = "aug_gain.png"
 RISK = "risk_coverage.png"
 DPI = 110
+# One colour per arch in every figure, so that a reader who learned "resnet18 is red" in one keeps it.
+ARCH_COLORS = {
+    "cnn": "tab:blue",
+    "maxpool": "tab:orange",
+    "gap": "tab:green",
+    "resnet18": "tab:red",
+    "resnet18_aa": "tab:purple",
+}
+EXTRA_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", *plt.get_cmap("tab20b").colors)
+HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo")
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def arch_colors(groups: Sequence[Group]) -> dict[str, str | tuple]:
+    """{arch label: colour}: the built-in archs' own, then the extra colours in the report's order for any
+    other label (a variant such as "gap max_epochs=20"). Every figure gets all of a report's groups, so
+    a label has one colour in all of them, whichever panels it appears in."""
+    labels = sorted({g.arch for g in groups}, key=lambda a: group_key_order((a, "")))
+    others = [a for a in labels if a not in ARCH_COLORS]
+    return {a: ARCH_COLORS.get(a) or EXTRA_COLORS[others.index(a) % len(EXTRA_COLORS)] for a in labels}
+
+
+def _save(fig: Figure, path: Path) -> Figure:
+    """Write the PNG and close the figure, which the caller gets back to inspect."""
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # a safety net: nothing drawn is cut at the edge
+    plt.close(fig)
+    return fig
+
+
+def _legend(fig: Figure, entries: dict[str, object]) -> None:
+    """{label: handle} below the panels, never over a curve (the figure must use the constrained layout),
+    in as many columns as fit the figure's width (an entry is about 5 pt a character, 40 pt of marker)."""
+    if entries:
+        per_column = 5.2 * max(map(len, entries)) + 40
+        ncol = max(1, min(len(entries), int(fig.get_figwidth() * 72 // per_column)))
+        fig.legend(
+            entries.values(), entries, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False
+        )
 
 
 def _augs(groups: Sequence[Group]) -> list[str]:
@@ -35,11 +80,24 @@ def _augs(groups: Sequence[Group]) -> list[str]:
     return out
 
 
-def heatmap(path: Path, groups: Sequence[Group], runs: Sequence[Run]) -> bool:
-    """Arch x evaluation set, mean accuracy over seeds; one panel per augmentation."""
+def _heatmap_columns(groups: Sequence[Group], runs: Sequence[Run]) -> list[tuple[str, str]]:
+    """The evaluation sets, and after its family the main table's worst severity ("position s5"): a
+    family's mean hides how far accuracy falls."""
     cols = set_columns(groups, runs)
+    keys = {k for g in groups for k in g.stats}
+    for header, key in MAIN_COLUMNS:
+        if key in keys and (header, key) not in cols:
+            family = f"test/{key.split('/')[1]}/acc"
+            at = next((i + 1 for i, (_, k) in enumerate(cols) if k == family), len(cols))
+            cols.insert(at, (header, key))
+    return cols
+
+
+def heatmap(path: Path, groups: Sequence[Group], runs: Sequence[Run]) -> Figure | None:
+    """Arch x evaluation set, mean accuracy over seeds; one panel per augmentation."""
+    cols = _heatmap_columns(groups, runs)
     if not cols:
-        return False
+        return None
     augs = _augs(groups)
     n_rows = max(sum(g.aug == a for g in groups) for a in augs)
     fig, axes = plt.subplots(
@@ -69,25 +127,30 @@ def heatmap(path: Path, groups: Sequence[Group], runs: Sequence[Run]) -> bool:
                     )
         ax.set_xticks(range(len(cols)), [h for h, _ in cols], rotation=35, ha="right", fontsize=8)
         ax.set_yticks(range(len(rows)), [f"{g.arch} (n={g.n})" for g in rows], fontsize=8)
-        ax.set_title(f"aug={aug}: accuracy, mean over seeds", fontsize=9)
+        ax.set_title(f"aug={aug}: accuracy, mean over seeds", fontsize=9, wrap=True)
     fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.8, label="accuracy")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
+    return _save(fig, path)
 
 
-def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], aug: str) -> bool:
+def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], aug: str) -> Figure | None:
     """Accuracy vs severity, one panel per family, one line per arch (severity 0 is the i.i.d. test set);
     the band is the 95% interval over seeds."""
     families = families_of(runs)
     rows = [g for g in groups if g.aug == aug]
     if not families or not rows:
-        return False
+        return None
+    colors = arch_colors(groups)
     ncols = min(5, len(families))
     nrows = math.ceil(len(families) / ncols)
     fig, axes = plt.subplots(
-        nrows, ncols, squeeze=False, sharey=True, figsize=(3.0 * ncols, 2.6 * nrows + 0.6)
+        nrows,
+        ncols,
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+        figsize=(max(4.5, 3.0 * ncols), 2.6 * nrows + 0.9),
     )
+    legend: dict[str, object] = {}
     for ax, family in zip(axes.flat, families, strict=False):
         for g in rows:
             curve = severity_points(g.stats).get(family, [])
@@ -96,18 +159,19 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
                 continue
             xs = [k for k, _ in points]
             means = [s.mean for _, s in points]
-            (line,) = ax.plot(xs, means, marker="o", markersize=3, label=g.arch)
+            color = colors[g.arch]
+            (legend[g.arch],) = ax.plot(xs, means, marker="o", markersize=3, color=color, label=g.arch)
             if any(s.half is not None for _, s in points):
                 halves = [s.half or 0.0 for _, s in points]
                 ax.fill_between(
                     xs,
                     [m - h for m, h in zip(means, halves, strict=True)],
                     [m + h for m, h in zip(means, halves, strict=True)],
-                    color=line.get_color(),
+                    color=color,
                     alpha=0.15,
                     linewidth=0,
                 )
-        ax.set_title(family, fontsize=9)
+        ax.set_title(family, fontsize=9, wrap=True)
         ax.set_ylim(0.0, 1.02)
         ax.set_xticks(range(0, 6), ["iid", "1", "2", "3", "4", "5"], fontsize=7)
         ax.grid(alpha=0.3)
@@ -115,21 +179,20 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
-    fig.suptitle(f"Accuracy vs severity, aug={aug} (mean over seeds, band: 95% interval)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
+    _legend(fig, {a: legend[a] for a in colors if a in legend})  # every arch, not only the first panel's
+    fig.suptitle(
+        f"Accuracy vs severity, aug={aug} (mean over seeds, band: 95% interval)", fontsize=10, wrap=True
+    )
+    return _save(fig, path)
 
 
-def gain_bars(path: Path, groups: Sequence[Group], metric: str = "test/ood/acc") -> bool:
-    """Per arch, each augmentation's gain in `metric` over aug=none (error bar: paired 95% interval)."""
+def gain_bars(path: Path, groups: Sequence[Group], metric: str = "test/ood/acc") -> Figure | None:
+    """Per arch, each augmentation's gain in `metric` over aug=none (error bar: paired 95% interval); the
+    colour is the arch's, as in the other figures, the hatching tells the augmentations apart."""
     rows = gains(groups, metric)
     if not rows:
-        return False
+        return None
+    colors = arch_colors(groups)
     archs: list[str] = []
     augs: list[str] = []
     for r in rows:
@@ -137,9 +200,10 @@ def gain_bars(path: Path, groups: Sequence[Group], metric: str = "test/ood/acc")
         augs += [r["aug"]] if r["aug"] not in augs else []
     by = {(r["arch"], r["aug"]): r for r in rows}
     width = 0.8 / len(augs)
-    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(archs), 3.6))
+    fig, ax = plt.subplots(layout="constrained", figsize=(max(4.5, 1.5 + 1.6 * len(archs)), 3.9))
+    legend = {}
     for j, aug in enumerate(augs):
-        xs, ys, errs = [], [], []
+        xs, ys, errs, fill = [], [], [], []
         for i, arch in enumerate(archs):
             r = by.get((arch, aug))
             if r is None:
@@ -148,20 +212,22 @@ def gain_bars(path: Path, groups: Sequence[Group], metric: str = "test/ood/acc")
             ys.append(r["gain"])
             paired = r["paired"]
             errs.append(paired.half if paired is not None and paired.half is not None else 0.0)
-        ax.bar(xs, ys, width=width * 0.95, yerr=errs, capsize=3, label=f"aug={aug}")
+            fill.append(colors[arch])
+        hatch = HATCHES[j % len(HATCHES)]
+        ax.bar(xs, ys, width=width * 0.95, yerr=errs, capsize=3, color=fill, hatch=hatch, edgecolor="white")
+        legend[f"aug={aug}"] = plt.Rectangle((0, 0), 1, 1, fc="lightgray", ec="black", hatch=hatch)
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(archs)), archs, fontsize=8)
+    ax.set_xticks(
+        range(len(archs)), [a.replace(" ", "\n") for a in archs], fontsize=8
+    )  # variants: a line each
     ax.set_ylabel(f"gain in {metric.removeprefix('test/')}")
-    ax.set_title("Gain over aug=none (difference of means; bars: paired 95% interval)", fontsize=9)
-    ax.legend(fontsize=8, frameon=False)
+    ax.set_title("Gain over aug=none (difference of means; bars: paired 95% interval)", fontsize=9, wrap=True)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
+    _legend(fig, legend)
+    return _save(fig, path)
 
 
-def risk_coverage(path: Path, groups: Sequence[Group]) -> bool:
+def risk_coverage(path: Path, groups: Sequence[Group]) -> Figure | None:
     """The gate's risk (error rate among accepted images) against coverage, mean over each group's seeds;
     one panel per augmentation, read from each run's risk_coverage.json."""
     curves: dict[str, dict[str, list[list[float]]]] = {}
@@ -173,22 +239,31 @@ def risk_coverage(path: Path, groups: Sequence[Group]) -> bool:
                 curves.setdefault(g.aug, {}).setdefault(g.arch, []).append(data["risk"])
                 coverage, which = data["coverage"], f"{data.get('set')}, gate {data.get('detector')}"
     if not curves:
-        return False
-    fig, axes = plt.subplots(1, len(curves), squeeze=False, sharey=True, figsize=(3.6 * len(curves), 3.2))
+        return None
+    colors = arch_colors(groups)
+    fig, axes = plt.subplots(
+        1,
+        len(curves),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+        figsize=(max(4.5, 3.6 * len(curves)), 3.6),
+    )
+    legend: dict[str, object] = {}
     for ax, (aug, by_arch) in zip(axes[0], curves.items(), strict=True):
         for arch, risks in by_arch.items():
             mean = [sum(r[i] for r in risks) / len(risks) for i in range(len(coverage))]
-            ax.plot(coverage, mean, marker="o", markersize=2, label=f"{arch} (n={len(risks)})")
-        ax.set_title(f"aug={aug}", fontsize=9)
+            (legend[arch],) = ax.plot(
+                coverage, mean, marker="o", markersize=2, color=colors[arch], label=arch
+            )
+        n = sorted({len(risks) for risks in by_arch.values()})
+        ax.set_title(f"aug={aug}, n={n[0]}" + (f"-{n[-1]}" if len(n) > 1 else ""), fontsize=9, wrap=True)
         ax.set_xlabel("coverage (share accepted)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, frameon=False)
     axes[0, 0].set_ylabel("risk (error among accepted)")
-    fig.suptitle(f"Risk vs coverage ({which}; lower is better)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return True
+    _legend(fig, {a: legend[a] for a in colors if a in legend})
+    fig.suptitle(f"Risk vs coverage ({which}; lower is better)", fontsize=10, wrap=True)
+    return _save(fig, path)
 
 
 def draw_all(
