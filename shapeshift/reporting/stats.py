@@ -50,9 +50,9 @@ def mean_interval(values: Iterable[float]) -> Stat | None:
 
 def paired_t_p(diffs: Iterable[float]) -> float | None:
     """Two-sided p of a paired t-test (H0: mean difference 0) over per-seed differences; None with fewer
-    than two, or when they are all equal (no spread to test against)."""
+    than two, or when they are all equal up to float rounding (no spread to test against)."""
     xs = [float(d) for d in diffs if is_number(d)]
-    if len(xs) < 2 or max(xs) == min(xs):
+    if len(xs) < 2 or max(xs) - min(xs) <= 1e-9 * max(1.0, max(abs(x) for x in xs)):
         return None
     return float(scipy.stats.ttest_1samp(xs, 0.0).pvalue)
 
