@@ -212,6 +212,7 @@ class EvaluateConfig:
     reference: Any = None  # other runs to compare with (see QCConfig.reference); null: the run's own
     gate: str | None = None  # see QCConfig.gate; null: the run's own qc.gate
     shift: ShiftConfig = field(default_factory=ShiftConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)  # its logs land under paths.log_dir
 
 
 @dataclass
@@ -224,6 +225,7 @@ class AuditConfig:
     accelerator: str = "auto"  # auto: the GPU when there is one, else the CPU
     reference: Any = None  # other runs to compare with (see QCConfig.reference); null: the run's own
     gate: str | None = None  # see QCConfig.gate; null: the run's own qc.gate
+    paths: PathsConfig = field(default_factory=PathsConfig)  # its logs land under paths.log_dir
 
 
 @dataclass

@@ -35,9 +35,8 @@ def test_every_command_writes_under_the_log_dir(name, monkeypatch, tmp_path):
     assert hydra_dirs(name, needs)[0].startswith(f"outputs/{folder}")
     monkeypatch.setenv("SHAPESHIFT_LOG_DIR", str(tmp_path / "env"))  # every command at once
     assert hydra_dirs(name, needs)[0].startswith(f"{tmp_path}/env/{folder}")
-    if name not in ("evaluate", "audit"):  # their configs have no `paths` node: the environment's only
-        moved = hydra_dirs(name, [*needs, f"paths.log_dir={tmp_path}/once"])[0]
-        assert moved.startswith(f"{tmp_path}/once/{folder}")
+    moved = hydra_dirs(name, [*needs, f"paths.log_dir={tmp_path}/once"])[0]  # this command only
+    assert moved.startswith(f"{tmp_path}/once/{folder}")
 
 
 def test_one_override_moves_runs_sweeps_studies_and_the_preview(monkeypatch):
