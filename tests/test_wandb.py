@@ -220,9 +220,12 @@ def test_the_report_run_has_the_sweep_config_native_charts_and_an_artifact(tmp_p
     assert got["charts"] == {
         "report/severity/position": "wandb/lineseries/v0",
         "report/severity/scale": "wandb/lineseries/v0",
+        "report/iid_acc": "wandb/bar/v0",
+        "report/position_s5_acc": "wandb/bar/v0",
         "report/ood_acc": "wandb/bar/v0",
+        "report/mix_acc": "wandb/bar/v0",
     }
-    # Native charts: one line series per family (a line per cell), a bar chart of o.o.d. accuracy per cell.
+    # Native charts: one line series per family (a line per cell), a bar chart per main-table column.
     media = run_dir / "files" / "media" / "table" / "report"
     (bar,) = media.glob("ood_acc_table_*.table.json")
     bar = json.loads(bar.read_text())

@@ -74,15 +74,27 @@ def severity_charts(groups: Sequence[Group]) -> dict:
     return charts
 
 
-def ood_bar(groups: Sequence[Group]) -> dict:
-    """`report/ood_acc`: mean o.o.d. accuracy (`test/ood/acc`) per cell."""
+# The study's main table as native bar charts, one per column: chart key -> (metric, title).
+MAIN_BARS = {
+    "report/iid_acc": ("test/iid/acc", "i.i.d. accuracy per cell"),
+    "report/position_s5_acc": ("test/position/s5/acc", "Accuracy with the quadrants swapped (position s5)"),
+    "report/ood_acc": ("test/ood/acc", "o.o.d. accuracy per cell (mean over the catalog)"),
+    "report/mix_acc": ("test/mix/acc", "Accuracy on the mix per cell"),
+}
+
+
+def main_bars(groups: Sequence[Group]) -> dict:
+    """The main table's columns as bar charts of the mean per cell, so the report run's default workspace
+    shows the study's table without a panel built by hand."""
     import wandb
 
-    rows = [[cell(g), v, g.n] for g in groups if (v := _mean(g, "test/ood/acc")) is not None]
-    if not rows:
-        return {}
-    table = wandb.Table(columns=["cell", "test/ood/acc", "runs"], data=rows)
-    return {"report/ood_acc": wandb.plot.bar(table, "cell", "test/ood/acc", title="o.o.d. accuracy per cell")}
+    charts = {}
+    for chart, (metric, title) in MAIN_BARS.items():
+        rows = [[cell(g), v, g.n] for g in groups if (v := _mean(g, metric)) is not None]
+        if rows:
+            table = wandb.Table(columns=["cell", metric, "runs"], data=rows)
+            charts[chart] = wandb.plot.bar(table, "cell", metric, title=title)
+    return charts
 
 
 def runs_table(result: dict):
@@ -134,7 +146,7 @@ def log_sweep_summary(
             if not name.startswith(SEVERITY_PLOT)
         }
         run.log(
-            {"report/results": runs_table(result), **severity_charts(groups), **ood_bar(groups), **images}
+            {"report/results": runs_table(result), **severity_charts(groups), **main_bars(groups), **images}
         )
         if logger.get("artifacts", True):
             log_report_files(run, out, [REPORT_FILE, CSV_FILE, *plots], sweep.name)
