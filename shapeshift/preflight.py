@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from shapeshift.config import misspelled
+from shapeshift.validation import misspelled
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 # Where a command line can put the run: its own folder, its sweep's, or the folder both default to.

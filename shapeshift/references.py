@@ -15,10 +15,11 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, open_dict
 from torch import nn
 
-from shapeshift.config import ConfigError, validate_qc
+from shapeshift.config import ConfigError
 from shapeshift.pipeline import build_datamodule
 from shapeshift.restore import load_model, load_run_config
 from shapeshift.run_dir import CONFIG_FILE, find_runs, read_run
+from shapeshift.validation import validate_qc
 
 log = logging.getLogger("shapeshift")
 

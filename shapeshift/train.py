@@ -30,7 +30,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from shapeshift.checkpointing import run_callbacks
-from shapeshift.config import ConfigError, validate
+from shapeshift.config import ConfigError
 from shapeshift.distributed import ddp_launch_scope, evaluation_trainer, is_lead, leave_process_group
 from shapeshift.errors import command_errors
 from shapeshift.fingerprint import fingerprint_keys
@@ -58,6 +58,7 @@ from shapeshift.runtime import (
     reset_peak_memory,
 )
 from shapeshift.start_from import StartFrom
+from shapeshift.validation import validate
 from shapeshift.wandb_catalog import log_catalog
 from shapeshift.wandb_results import log_result_artifacts
 

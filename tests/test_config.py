@@ -2,7 +2,8 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
-from shapeshift.config import ConfigError, validate
+from shapeshift.config import ConfigError
+from shapeshift.validation import validate
 from tests.helpers import ARCHS, AUGS
 
 
@@ -86,7 +87,7 @@ def test_negative_aug_magnitude_is_refused(cfg_factory):
     ],
 )
 def test_a_mistyped_key_gets_a_did_you_mean(override, expected):
-    from shapeshift.config import misspelled
+    from shapeshift.validation import misspelled
 
     assert misspelled(["arch=cnn", "debug=smoke", override], {"arch", "debug"}) == expected
     # Valid keys, group choices, additions and free-form nodes pass.

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from shapeshift.config import validate
+from shapeshift.validation import validate
 from tests.helpers import ARCHS, AUGS, compose_train, sweep_jobs
 
 STUDY_ARCHS = ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"]

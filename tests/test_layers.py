@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         {
             "shapeshift",
             "config",
+            "validation",
             "fingerprint",
             "run_dir",
             "metric_keys",

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from shapeshift.config import ConfigError, validate
+from shapeshift.config import ConfigError
 from shapeshift.data.augment import build_augmentation
 from shapeshift.data.mnist import FILES, MnistDataModule, find_file, read_idx
+from shapeshift.validation import validate
 from tests.helpers import run_cli
 
 N_TRAIN_PER_DIGIT, N_TEST_PER_DIGIT = 30, 10

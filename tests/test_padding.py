@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from shapeshift.config import PADDING_MODES, ConfigError, validate
+from shapeshift.config import PADDING_MODES, ConfigError
 from shapeshift.pipeline import build_backbone
+from shapeshift.validation import validate
 from tests.helpers import ARCHS
 
 
