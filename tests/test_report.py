@@ -442,3 +442,14 @@ def test_runs_that_differ_in_a_config_key_are_reported_apart(tmp_path):
 
 def test_a_sweep_of_one_config_has_no_variants(sweep):
     assert {r.variant for r in rp.collect([sweep])} == {""}
+
+
+def test_a_short_list_key_is_labelled_by_its_values_a_long_one_by_a_digest(tmp_path):
+    root = tmp_path / "rf"
+    for i, (dilations, transforms) in enumerate([([1, 1, 1], ["a" * 30]), ([1, 2, 4, 8, 1], ["b" * 30])]):
+        run = make_run(root, f"job{i}", "gap", "none", 0, metrics_for("gap", "none", 0, 0.9))
+        keys = {"seed": 0, "arch.dilations": dilations, "aug.transforms": transforms}
+        (run / "run.json").write_text(json.dumps({"keys": keys, "identity": {}}))
+    labels = sorted(g.arch for g in rp.report([root], plots=False)["groups"])
+    assert labels[0].startswith("gap dilations=[1,1,1] transforms=") and len(labels[0].split("=")[-1]) == 6
+    assert labels[1].startswith("gap dilations=[1,2,4,8,1] transforms=")

@@ -85,6 +85,10 @@ def _label(keys: dict, key: str) -> str:
     if key not in keys:
         return "unset"
     value = keys[key]
+    if isinstance(value, list) and all(isinstance(v, (int, float, str)) for v in value):
+        short = "[" + ",".join(str(v) for v in value) + "]"
+        if len(short) <= 24:  # widths, dilations: readable as they are
+            return short
     if isinstance(value, (list, dict)):  # a pipeline or a family list: a short digest tells them apart
         return hashlib.sha1(_text(value).encode()).hexdigest()[:6]
     return str(value)
