@@ -24,28 +24,45 @@ def metrics(run_dir):
 
 
 @pytest.fixture(scope="module")
-def ddp_run(cache_dir, tmp_path_factory) -> tuple:
-    """SMOKE trained by DDP on two CPU processes with an offline W&B run, once for this module: its run
-    folder, its W&B save dir, and the finished process."""
+def ddp_sweep(cache_dir, tmp_path_factory) -> tuple:
+    """A multirun of two DDP jobs (SMOKE, then the max-pooling CNN), each on two CPU processes with an
+    offline W&B run in its folder, once for this module: the sweep folder, the stray run dir and the
+    finished process."""
     root = tmp_path_factory.mktemp("ddp")
-    run_dir, wandb_dir = root / "ddp", root / "wb"
+    sweep, stray = root / "sweep", root / "stray"
     proc = run_cli(
         "train",
-        [*SMOKE, *DDP, "logger=wandb", f"logger.save_dir={wandb_dir}", f"hydra.run.dir={run_dir}"],
+        [
+            "-m",
+            *(a for a in SMOKE if a != "arch=cnn"),
+            "arch=cnn,maxpool",
+            *DDP,
+            "logger=wandb",
+            f"hydra.sweep.dir={sweep}",
+            f"hydra.run.dir={stray}",
+        ],
         cache_dir,
+        timeout=300,
         WANDB_MODE="offline",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir, wandb_dir, proc
+    return sweep, stray, proc
 
 
-def test_a_ddp_run_with_wandb_is_one_run_with_one_result(ddp_run):
-    run_dir, wandb_dir, proc = ddp_run
+@pytest.fixture(scope="module")
+def ddp_run(ddp_sweep):
+    """The sweep's first job: SMOKE trained by DDP on two processes."""
+    (run_dir,) = ddp_sweep[0].glob("0_arch=cnn*")
+    return run_dir
+
+
+def test_a_ddp_run_with_wandb_is_one_run_with_one_result(ddp_sweep, ddp_run):
+    proc, run_dir = ddp_sweep[-1], ddp_run
     m = metrics(run_dir)
     assert (m["devices"], m["accelerator"], m["epochs"]) == (2, "cpu", 2)
     assert not (run_dir / "error.txt").exists()
     assert (run_dir / "qc.pt").is_file()
-    runs = list((wandb_dir / "wandb").glob("offline-run-*"))
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1  # rank 1 started no W&B run of its own
     assert runs[0].name.endswith(m["wandb/run_id"])
     assert json.loads((run_dir / "run.json").read_text())["wandb_id"] == m["wandb/run_id"]
@@ -83,38 +100,24 @@ def test_ddp_splits_the_batch_so_two_processes_train_as_one(ddp_run, cache_dir, 
         cache_dir,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = metrics(one), metrics(ddp_run[0])
+    a, b = metrics(one), metrics(ddp_run)
     assert (a["devices"], b["devices"]) == (1, 2)
     assert a["eval/step"] == b["eval/step"] == 4  # 64 images, batch 32, 2 epochs
     assert b["val/loss"] == pytest.approx(a["val/loss"], abs=1e-4)
     assert b["test/ood/acc"] == pytest.approx(a["test/ood/acc"], abs=0.02)
 
 
-def test_a_multirun_of_ddp_jobs_gives_one_result_per_job(cache_dir, tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = run_cli(
-        "train",
-        [
-            "-m",
-            "arch=cnn,maxpool",
-            "debug=smoke",
-            *DDP,
-            "logger=none",
-            "qc.detectors=[msp]",
-            "qc.gate=msp",
-            f"hydra.sweep.dir={sweep}",
-            "hydra.run.dir=" + str(tmp_path / "stray"),
-        ],
-        cache_dir,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_a_multirun_of_ddp_jobs_gives_one_result_per_job(ddp_sweep):
+    sweep, stray, _ = ddp_sweep
     jobs = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
     assert [j.split(",")[0] for j in jobs] == ["0_arch=cnn", "1_arch=maxpool"]
-    assert not (tmp_path / "stray").exists()  # no rank started a run or a sweep of its own
+    assert not stray.exists()  # no rank started a run or a sweep of its own
+    ids = set()
     for job in sweep.glob("*_arch=*"):
         assert metrics(job)["devices"] == 2
         assert (job / "train_ddp_process_1.log").is_file()  # rank 1 ran this job, in this folder
+        ids.add(metrics(job)["wandb/run_id"])
+    assert len(ids) == 2  # each job its own W&B run
 
 
 def free_port() -> int:
