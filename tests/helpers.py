@@ -79,6 +79,35 @@ def run_cli(
     )
 
 
+def run_main(module: str, args: list[str], **env: str) -> subprocess.CompletedProcess:
+    """`python -m shapeshift.<module> <args>` in this process: the module's `__main__` code run by runpy
+    under this argv and environment, for command lines that end before a job starts (`--help`, Hydra's
+    composition errors, the preflight). The same code as `run_cli` without a new process's imports; a
+    command that runs a job belongs in `run_cli` (Hydra would set up its logging in this process)."""
+    import contextlib
+    import io
+    import runpy
+    import warnings
+
+    argv, environ = sys.argv, dict(os.environ)
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    sys.argv = [str(ROOT / "shapeshift" / f"{module}.py"), *args]
+    os.environ.update({"WANDB_MODE": "disabled", **env})
+    GlobalHydra.instance().clear()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is imported already
+            runpy.run_module(f"shapeshift.{module}", run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    finally:
+        sys.argv = argv
+        os.environ.clear()
+        os.environ.update(environ)
+        GlobalHydra.instance().clear()
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
 def assert_metrics_consistent(metrics: dict, set_sizes: dict[str, int] | None = None) -> None:
     """Invariants every metrics.json obeys: a family's mean is the mean of its five severities, `ood` the
     mean over every family and severity (per metric); an accuracy on n images is a multiple of 1/n."""

@@ -1,13 +1,14 @@
-"""The commands as users type them, in a subprocess (each pays ~5 s of imports: keep these few). Where a
-subprocess here already proves the wiring (Hydra's composition errors, the preflight, a ConfigError from
-train), the other cases of the same wiring call what `python -m shapeshift.train` calls, in this process."""
+"""The commands as users type them. Those that run a job start a subprocess (each pays ~5 s of imports:
+keep these few); those that end before a job starts (`--help`, Hydra's composition errors, the preflight)
+run the module's `__main__` in this process (`run_main`). Other cases of the same wiring call what
+`python -m shapeshift.train` calls, in this process."""
 
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_main
 
 
 def run(args: list[str], cache_dir: Path, **env) -> subprocess.CompletedProcess:
@@ -70,8 +71,8 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return "\n".join(lines)
 
 
-def test_bad_arch_names_the_valid_choices(tmp_path, cache_dir):
-    err = one_line_error(run(["arch=vgg", f"hydra.run.dir={tmp_path}"], cache_dir))
+def test_bad_arch_names_the_valid_choices(tmp_path):
+    err = one_line_error(run_main("train", ["arch=vgg", f"hydra.run.dir={tmp_path}"]))
     assert "arch/vgg" in err and "resnet18_aa" in err and "Traceback" not in err
 
 
@@ -114,18 +115,18 @@ def test_unknown_aug_names_the_valid_choices():
     assert "aug/heavy" in str(err.value) and "basic" in str(err.value)
 
 
-def test_unwritable_output_dir_is_one_line(tmp_path, cache_dir):
+def test_unwritable_output_dir_is_one_line(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    proc = run([f"hydra.run.dir={blocker}/run", "debug=smoke"], cache_dir)
+    proc = run_main("train", [f"hydra.run.dir={blocker}/run", "debug=smoke"])
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"shapeshift: cannot write to hydra.run.dir '{blocker}/run': Not a directory"
     ]
 
 
-def test_help_is_short_and_has_examples(tmp_path, cache_dir):
-    proc = run(["--help"], cache_dir)
+def test_help_is_short_and_has_examples():
+    proc = run_main("train", ["--help"])
     assert proc.returncode == 0
     lines = proc.stdout.strip().splitlines()
     assert len(lines) <= 50 and "Examples:" in lines

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_main
 
 
 def shapeshift(args, cache_dir, timeout=600):
@@ -97,7 +97,7 @@ def test_a_job_that_sees_no_gpu_says_so(cfg_factory, monkeypatch, caplog):
     assert cfg.trainer.deterministic is True  # resolved for the CPU it will run on
 
 
-def test_unknown_launcher_names_the_choices(cache_dir, tmp_path):
-    proc = shapeshift(["-m", "hydra/launcher=mpi", "debug=smoke", f"hydra.sweep.dir={tmp_path}"], cache_dir)
+def test_unknown_launcher_names_the_choices(tmp_path):
+    proc = run_main("train", ["-m", "hydra/launcher=mpi", "debug=smoke", f"hydra.sweep.dir={tmp_path}"])
     assert proc.returncode != 0
     assert "hydra/launcher/mpi" in proc.stderr and "joblib" in proc.stderr and "slurm" in proc.stderr
