@@ -13,7 +13,6 @@ from shapeshift.config import ConfigError
 from shapeshift.data.augment import build_augmentation
 from shapeshift.data.mnist import FILES, MnistDataModule, find_file, read_idx
 from shapeshift.validation import validate
-from tests.helpers import run_cli
 
 N_TRAIN_PER_DIGIT, N_TEST_PER_DIGIT = 30, 10
 ALL_FILES = [name for pair in FILES.values() for name in pair]
@@ -206,23 +205,23 @@ def test_data_mnist_composes_for_every_arch(cfg_factory, mnist):
         assert cfg.arch.in_channels == 1 and cfg.arch.num_classes == 10 and cfg.data.root == str(root)
 
 
-def test_cli_names_the_missing_files(tmp_path, cache_dir):
-    proc = run_cli(
-        "train",
-        [
-            "data=mnist",
-            f"data.root={tmp_path}",
-            "arch=maxpool",
-            "debug=smoke",
-            "logger=none",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cache_dir,
+def test_missing_files_fail_in_one_line(cfg_factory, tmp_path, capsys):
+    """As `main` runs `train` (the same one-line wiring in a subprocess: test_checkpoints.py's
+    test_a_refused_checkpoint_setting_is_one_line)."""
+    from shapeshift.errors import command_errors
+    from shapeshift.train import train
+
+    run_dir = tmp_path / "run"
+    cfg = cfg_factory(
+        "data=mnist", f"data.root={tmp_path}", "arch=maxpool", "debug=smoke", output_dir=run_dir
     )
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if "config error" in line]
-    assert len(lines) == 1 and all(name in lines[0] for name in ALL_FILES), proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
+    with pytest.raises(SystemExit) as exit_, command_errors(run_dir=run_dir):
+        train(cfg)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "config error" in line]
+    assert len(lines) == 1 and all(name in lines[0] for name in ALL_FILES), err[-3000:]
+    assert "Traceback" not in err
 
 
 @pytest.mark.slow
