@@ -71,10 +71,11 @@ def leave_process_group() -> None:
 
 
 def evaluation_trainer(trainer: L.Trainer, cfg: DictConfig, callbacks: list) -> L.Trainer:
-    """The training's Trainer where it ran on one device; else the configured Trainer on one device of
-    the same kind, so every evaluation set is tested whole, never split or padded by a distributed sampler.
-    The local cluster environment keeps a SLURM job's task count out of it."""
-    if trainer.world_size == 1:
+    """The training's Trainer where it ran on one device without a process group; else the configured
+    Trainer on one device of the same kind, so every evaluation set is tested whole, never split or padded
+    by a distributed sampler, and no process group outlives `train()` (a DDP strategy joins one even on a
+    single device). The local cluster environment keeps a SLURM job's task count out of it."""
+    if trainer.world_size == 1 and not isinstance(trainer.strategy, L.pytorch.strategies.ParallelStrategy):
         return trainer
     return instantiate(
         cfg.trainer,

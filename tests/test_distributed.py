@@ -81,26 +81,19 @@ def test_a_ddp_run_with_wandb_is_one_run_with_one_result(ddp_sweep, ddp_run):
     assert tested and {k: again[k] for k in tested} == tested
 
 
-def test_ddp_splits_the_batch_so_two_processes_train_as_one(ddp_run, cache_dir, tmp_path):
+def test_ddp_splits_the_batch_so_two_processes_train_as_one(ddp_run, cfg_factory):
     """`data.batch_size` is the batch of one optimizer step: two processes with half each take the same
     steps as one process with all of it (no batch norm in this arch, fp32: the same weights). The two
-    processes are the module's DDP run: its logger and quality control do not change what it trains."""
-    one = tmp_path / "one"
-    proc = run_cli(
-        "train",
-        [
-            *SMOKE,
-            *DDP,
-            "trainer.devices=1",
-            "logger=none",
-            "qc.detectors=[msp]",
-            "qc.gate=msp",
-            f"hydra.run.dir={one}",
-        ],
-        cache_dir,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = metrics(one), metrics(ddp_run)
+    processes are the module's DDP run: its logger and quality control do not change what it trains. The
+    one process is DDP on one device (its sampler's order), trained here by `train()`, which leaves no
+    process group behind."""
+    import torch.distributed as dist
+
+    from shapeshift.train import train
+
+    a = train(cfg_factory(*SMOKE, *DDP, "trainer.devices=1", "logger=none"))
+    assert not dist.is_initialized()
+    b = metrics(ddp_run)
     assert (a["devices"], b["devices"]) == (1, 2)
     assert a["eval/step"] == b["eval/step"] == 4  # 64 images, batch 32, 2 epochs
     assert b["val/loss"] == pytest.approx(a["val/loss"], abs=1e-4)
