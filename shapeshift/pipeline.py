@@ -94,5 +94,5 @@ def quality_control(cfg: DictConfig, run_dir: str | None, references=()) -> list
 def test_metrics(trainer, model: Classifier, datamodule, ckpt_path: str | None = None) -> dict[str, float]:
     """Run the test loop over every evaluation set; per-set metrics plus family and o.o.d. means."""
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-    metrics = aggregate({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    metrics = aggregate(model.test_results)
     return {**metrics, **model.qc_summary}  # which gate the QC metrics describe, and its references
