@@ -25,11 +25,16 @@ $(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(INSTALLED) ## Create .venv: torch 2.13.0 first (TORCH_INDEX=... picks a build), then shapeshift with dev tools, launchers and the tuning sweeper
 
-test: $(INSTALLED) ## Run the fast test suite (no slow tests)
-	$(BIN)/python -m pytest
+# pytest-xdist: one test process per core, at most 4 (each holds torch and Lightning), a test file to a
+# process (a module's shared run is trained once); tests/conftest.py shares torch's threads out among them.
+# `PYTEST_WORKERS=-n0` runs the suite in one process.
+PYTEST_WORKERS ?= -n auto --maxprocesses=4 --dist loadfile
+
+test: $(INSTALLED) ## Run the fast test suite (no slow tests), one process per core
+	$(BIN)/python -m pytest $(PYTEST_WORKERS)
 
 test-full: $(INSTALLED) ## Run every test, the slow ones too
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "slow or not slow"
 
 lint: $(INSTALLED) ## ruff: lint and layout (rules in pyproject.toml); `ruff format .` fixes the layout
 	$(BIN)/ruff check .

@@ -8,10 +8,18 @@ os.environ["WANDB_MODE"] = "disabled"
 os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 
-from shapeshift.runtime import fast_cpu_math  # noqa: E402
-from tests.helpers import ARCHS, AUGS, CONF, ROOT, make_cfg  # noqa: E402,F401 - re-exported for the tests
 
-fast_cpu_math()  # as the entry points do: before torch creates its thread pool
+def pytest_configure(config):
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # pytest-xdist's controller only hands tests out: its workers run them and import torch
+    from shapeshift.runtime import fast_cpu_math
+
+    fast_cpu_math()  # as the entry points do: before torch creates its thread pool
+    # Under pytest-xdist (`-n N`) the workers share the cores; each one's torch gets its share, not all.
+    if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +60,8 @@ LIGHT_QC = ["qc.detectors=[msp]", "qc.gate=msp"]
 
 @pytest.fixture
 def cfg_factory(tmp_path, cache_dir):
+    from tests.helpers import make_cfg
+
     def factory(*overrides: str, output_dir: Path | None = None):
         qc = [] if any(o.startswith("qc.") for o in overrides) else LIGHT_QC
         return make_cfg([*qc, *overrides], output_dir or tmp_path / "run", cache_dir)

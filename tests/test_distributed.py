@@ -25,7 +25,7 @@ def metrics(run_dir):
 
 @pytest.fixture(scope="module")
 def ddp_sweep(cache_dir, tmp_path_factory) -> tuple:
-    """A multirun of two DDP jobs (SMOKE, then the max-pooling CNN), each on two CPU processes with an
+    """A multirun of two DDP jobs (SMOKE, then SMOKE with aug=basic), each on two CPU processes with an
     offline W&B run in its folder, once for this module: the sweep folder, the stray run dir and the
     finished process."""
     root = tmp_path_factory.mktemp("ddp")
@@ -34,8 +34,8 @@ def ddp_sweep(cache_dir, tmp_path_factory) -> tuple:
         "train",
         [
             "-m",
-            *(a for a in SMOKE if a != "arch=cnn"),
-            "arch=cnn,maxpool",
+            *SMOKE,
+            "aug=none,basic",
             *DDP,
             "logger=wandb",
             f"hydra.sweep.dir={sweep}",
@@ -103,11 +103,14 @@ def test_ddp_splits_the_batch_so_two_processes_train_as_one(ddp_run, cfg_factory
 def test_a_multirun_of_ddp_jobs_gives_one_result_per_job(ddp_sweep):
     sweep, stray, _ = ddp_sweep
     jobs = sorted(p.parent.name for p in sweep.glob("*/metrics.json"))
-    assert [j.split(",")[0] for j in jobs] == ["0_arch=cnn", "1_arch=maxpool"]
+    assert [j.split(",debug")[0] for j in jobs] == ["0_arch=cnn,aug=none", "1_arch=cnn,aug=basic"]
     assert not stray.exists()  # no rank started a run or a sweep of its own
     ids = set()
     for job in sweep.glob("*_arch=*"):
         assert metrics(job)["devices"] == 2
+        assert (
+            metrics(job)["aug"] == job.name.split("aug=")[1].split(",")[0]
+        )  # each rank ran its job's config
         assert (job / "train_ddp_process_1.log").is_file()  # rank 1 ran this job, in this folder
         ids.add(metrics(job)["wandb/run_id"])
     assert len(ids) == 2  # each job its own W&B run
