@@ -147,9 +147,16 @@ def finished_wandb_records(run_dir: Path, timeout: float = 60.0) -> list:
     service shared by the whole test session)."""
     import time
 
+    from google.protobuf.message import DecodeError
+
     deadline = time.monotonic() + timeout
     while True:
-        records = list(wandb_records(next(Path(run_dir).glob("*.wandb"))))
+        try:
+            records = list(wandb_records(next(Path(run_dir).glob("*.wandb"))))
+        except DecodeError:  # a record half written as we read (seen under pytest-xdist): read again
+            if time.monotonic() > deadline:
+                raise
+            records = []
         if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
             return records
         time.sleep(0.2)
@@ -169,8 +176,8 @@ def wandb_records(path: Path):
             pos += 32768 - pos % 32768
             continue
         _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if length == 0 and kind == 0:
-            break
+        if length == 0 and kind == 0 or pos + 7 + length > len(data):
+            break  # the end, or a chunk the service is still writing
         chunk += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # a whole record, or the last chunk of one
