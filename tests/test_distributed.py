@@ -108,9 +108,8 @@ def test_a_multirun_of_ddp_jobs_gives_one_result_per_job(ddp_sweep):
     ids = set()
     for job in sweep.glob("*_arch=*"):
         assert metrics(job)["devices"] == 2
-        assert (
-            metrics(job)["aug"] == job.name.split("aug=")[1].split(",")[0]
-        )  # each rank ran its job's config
+        aug = job.name.split("aug=")[1].split(",")[0]
+        assert metrics(job)["aug"] == aug  # each rank ran its own job's config
         assert (job / "train_ddp_process_1.log").is_file()  # rank 1 ran this job, in this folder
         ids.add(metrics(job)["wandb/run_id"])
     assert len(ids) == 2  # each job its own W&B run

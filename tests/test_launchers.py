@@ -30,11 +30,8 @@ def test_joblib_runs_two_jobs_side_by_side_without_oversubscribing(cache_dir, tm
         cache_dir,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert finished(tmp_path) == ["cnn", "cnn"]
-    assert sorted(json.loads(p.read_text())["aug"] for p in tmp_path.glob("*/metrics.json")) == [
-        "basic",
-        "none",
-    ]
+    jobs = [json.loads(p.read_text()) for p in tmp_path.glob("*/metrics.json")]
+    assert sorted((m["arch"], m["aug"]) for m in jobs) == [("cnn", "basic"), ("cnn", "none")]
     cores = os.cpu_count() or 1
     for metrics in tmp_path.glob("*/metrics.json"):
         assert json.loads(metrics.read_text())["torch_threads"] == max(1, cores // min(2, cores))
