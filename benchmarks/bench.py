@@ -23,8 +23,8 @@ from benchmarks.data_path import bench_cache, bench_input, bench_render
 from benchmarks.end_to_end import bench_e2e, bench_parallel, bench_startup
 from benchmarks.floor import bench_floor
 from benchmarks.training import bench_eval, bench_step
-from shapeshift.loggers import silence_known_noise
-from shapeshift.runtime import AUTO
+from shapeshift.engine.runtime import AUTO
+from shapeshift.tracking.loggers import silence_known_noise
 
 
 def main() -> None:

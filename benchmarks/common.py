@@ -24,8 +24,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
-import shapeshift.config  # noqa: E402,F401 - the schemas the configs compose against
-from shapeshift.runtime import AUTO, choose_precision  # noqa: E402
+import shapeshift.config.schema  # noqa: E402,F401 - the schemas the configs compose against
+from shapeshift.engine.runtime import AUTO, choose_precision  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHS = ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"]

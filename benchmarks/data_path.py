@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from benchmarks.common import ROOT, config, emit, median_rate
 from shapeshift.data import shifts
 from shapeshift.data.render import render, sample_params
-from shapeshift.pipeline import build_datamodule
+from shapeshift.engine.pipeline import build_datamodule
 
 
 def bench_cache(cache: str) -> None:

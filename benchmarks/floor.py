@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import ARCHS, config, emit, median_rate
 from benchmarks.training import is_bf16
-from shapeshift.pipeline import build_backbone, build_datamodule
+from shapeshift.engine.pipeline import build_backbone, build_datamodule
 
 
 def matmul_gflops(dtype: torch.dtype = torch.float32) -> float:

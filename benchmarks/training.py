@@ -10,8 +10,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from benchmarks.common import ARCHS, config, emit, settings
-from shapeshift.pipeline import build_backbone, build_classifier, build_datamodule, quality_control
-from shapeshift.runtime import choose_deterministic
+from shapeshift.engine.pipeline import build_backbone, build_classifier, build_datamodule, quality_control
+from shapeshift.engine.runtime import choose_deterministic
 
 
 # 3 ---------------------------------------------------------------------------------------------------------

@@ -19,17 +19,17 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
+from shapeshift.console.errors import command_errors
+from shapeshift.console.progress import track
 from shapeshift.data import shifts
-from shapeshift.errors import command_errors
-from shapeshift.loggers import silence_known_noise
-from shapeshift.metric_keys import tidy
-from shapeshift.pipeline import build_datamodule, quality_control, test_metrics
-from shapeshift.progress import track
-from shapeshift.references import override_qc, qc_references
-from shapeshift.restore import RunError, checkpoint_path, load_model, load_run_config
-from shapeshift.run_dir import METRICS_FILE, find_runs, write_metrics
-from shapeshift.runtime import AUTO, choose_deterministic, fast_cpu_math
+from shapeshift.engine.pipeline import build_datamodule, quality_control, test_metrics
+from shapeshift.engine.references import override_qc, qc_references
+from shapeshift.engine.restore import RunError, checkpoint_path, load_model, load_run_config
+from shapeshift.engine.runtime import AUTO, choose_deterministic, fast_cpu_math
+from shapeshift.runs.folder import METRICS_FILE, find_runs, write_metrics
+from shapeshift.runs.metric_keys import tidy
+from shapeshift.tracking.loggers import silence_known_noise
 
 log = logging.getLogger("shapeshift")
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-import shapeshift.config  # noqa: E402,F401 - the schemas the config composes against
+import shapeshift.config.schema  # noqa: E402,F401 - the schemas the config composes against
 
 log = logging.getLogger("shapeshift")
 

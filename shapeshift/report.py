@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from shapeshift.reporting import ReportError, print_summary, report
-from shapeshift.run_dir import METRICS_FILE
+from shapeshift.runs.folder import METRICS_FILE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,25 +29,21 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from shapeshift.checkpointing import run_callbacks
-from shapeshift.config import ConfigError
-from shapeshift.distributed import ddp_launch_scope, evaluation_trainer, is_lead, leave_process_group
-from shapeshift.errors import command_errors
-from shapeshift.fingerprint import fingerprint_keys
-from shapeshift.lifecycle import Interrupted, RunFolder
-from shapeshift.loggers import build_logger, finish_wandb, route_lightning_logs, silence_known_noise
-from shapeshift.metric_keys import tidy
-from shapeshift.pipeline import (
+from shapeshift.config.errors import ConfigError
+from shapeshift.config.preflight import check_command_line
+from shapeshift.config.validation import validate
+from shapeshift.console.errors import command_errors
+from shapeshift.engine.checkpointing import run_callbacks
+from shapeshift.engine.distributed import ddp_launch_scope, evaluation_trainer, is_lead, leave_process_group
+from shapeshift.engine.pipeline import (
     build_backbone,
     build_classifier,
     build_datamodule,
     quality_control,
     test_metrics,
 )
-from shapeshift.preflight import check_command_line
-from shapeshift.references import qc_references
-from shapeshift.run_dir import CHECKPOINT_DIR, METRICS_FILE, arch_name, aug_label, checkpoint_file
-from shapeshift.runtime import (
+from shapeshift.engine.references import qc_references
+from shapeshift.engine.runtime import (
     checkpoint_epoch,
     choose_deterministic,
     choose_precision,
@@ -57,10 +53,14 @@ from shapeshift.runtime import (
     release_memory,
     reset_peak_memory,
 )
-from shapeshift.start_from import StartFrom
-from shapeshift.validation import validate
-from shapeshift.wandb_catalog import log_catalog
-from shapeshift.wandb_results import log_result_artifacts
+from shapeshift.engine.start_from import StartFrom
+from shapeshift.runs.fingerprint import fingerprint_keys
+from shapeshift.runs.folder import CHECKPOINT_DIR, METRICS_FILE, arch_name, aug_label, checkpoint_file
+from shapeshift.runs.lifecycle import Interrupted, RunFolder
+from shapeshift.runs.metric_keys import tidy
+from shapeshift.tracking.loggers import build_logger, finish_wandb, route_lightning_logs, silence_known_noise
+from shapeshift.tracking.wandb_catalog import log_catalog
+from shapeshift.tracking.wandb_results import log_result_artifacts
 
 log = logging.getLogger("shapeshift")
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)

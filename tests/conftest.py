@@ -12,7 +12,7 @@ os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 def pytest_configure(config):
     if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
         return  # pytest-xdist's controller only hands tests out: its workers run them and import torch
-    from shapeshift.runtime import fast_cpu_math
+    from shapeshift.engine.runtime import fast_cpu_math
 
     fast_cpu_math()  # as the entry points do: before torch creates its thread pool
     # Under pytest-xdist (`-n N`) the workers share the cores; each one's torch gets its share, not all.
@@ -38,7 +38,7 @@ def trained_run(tmp_path_factory, cache_dir):
     from tests.helpers import make_cfg, save_job_config
 
     run_dir = tmp_path_factory.mktemp("qc") / "run"
-    from shapeshift.config import DETECTORS
+    from shapeshift.config.schema import DETECTORS
 
     every = [
         f"qc.detectors=[{','.join(DETECTORS)}]",

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import shapeshift.config  # noqa: F401 - stores the schemas the configs compose against
+import shapeshift.config.schema  # noqa: F401 - stores the schemas the configs compose against
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -111,7 +111,7 @@ def run_main(module: str, args: list[str], **env: str) -> subprocess.CompletedPr
 def assert_metrics_consistent(metrics: dict, set_sizes: dict[str, int] | None = None) -> None:
     """Invariants every metrics.json obeys: a family's mean is the mean of its five severities, `ood` the
     mean over every family and severity (per metric); an accuracy on n images is a multiple of 1/n."""
-    from shapeshift.metric_keys import SEVERITY_KEY
+    from shapeshift.runs.metric_keys import SEVERITY_KEY
 
     per_family: dict[tuple[str, str], list[float]] = {}
     for key, value in metrics.items():

@@ -6,10 +6,10 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, TensorDataset
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
+from shapeshift.engine.pipeline import build_backbone
 from shapeshift.models.classifier import Classifier
 from shapeshift.models.resnet import ResNet18
-from shapeshift.pipeline import build_backbone
 from tests.helpers import ARCHS
 
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-import shapeshift.config  # noqa: F401 - stores the schemas the configs compose against
+import shapeshift.config.schema  # noqa: F401 - stores the schemas the configs compose against
 from shapeshift.data import backgrounds
 from shapeshift.data.augment import build_augmentation
 from shapeshift.data.augment_ops import (
@@ -18,7 +18,7 @@ from shapeshift.data.augment_ops import (
     shape_coverage,
 )
 from shapeshift.data.render import render, sample_params
-from shapeshift.pipeline import augmentation_transforms
+from shapeshift.engine.pipeline import augmentation_transforms
 
 
 def shapes(n_per_class: int = 8, size: int = 64, seed: int = 0):

@@ -130,7 +130,7 @@ def test_best_is_the_epoch_of_lowest_validation_loss(lr, case, cfg_factory, tmp_
 
 
 def test_an_unknown_checkpoint_choice_is_refused(cfg_factory):
-    from shapeshift.config import ConfigError
+    from shapeshift.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match="eval.checkpoint must be last or best"):
         train(cfg_factory("debug=smoke", "logger=none", "eval.checkpoint=first"))
@@ -144,7 +144,7 @@ def test_a_checkpoint_loads_on_its_own_in_a_fresh_process(cfg_factory, tmp_path)
     import subprocess
     import sys
 
-    from shapeshift.restore import load_model
+    from shapeshift.engine.restore import load_model
     from tests.helpers import save_job_config
 
     run_dir = tmp_path / "run"
@@ -245,7 +245,7 @@ def test_listing_callbacks_keeps_checkpointing(cfg_factory):
 def test_settings_that_leave_no_checkpoint_to_read_are_refused_before_training(
     overrides, message, cfg_factory, tmp_path
 ):
-    from shapeshift.config import ConfigError
+    from shapeshift.config.errors import ConfigError
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         train(cfg_factory("debug=smoke", "logger=none", *overrides))

@@ -79,7 +79,7 @@ def test_bad_arch_names_the_valid_choices(tmp_path):
 def test_too_small_image_fails_at_start_in_one_line(cfg_factory, tmp_path, capsys):
     """As `main` runs `train` (the same one-line wiring in a subprocess: test_checkpoints.py's
     test_a_refused_checkpoint_setting_is_one_line)."""
-    from shapeshift.errors import command_errors
+    from shapeshift.console.errors import command_errors
     from shapeshift.train import train
 
     run_dir = tmp_path / "run"
@@ -95,7 +95,7 @@ def test_too_small_image_fails_at_start_in_one_line(cfg_factory, tmp_path, capsy
 def test_mistyped_key_names_the_key(tmp_path, capsys):
     """The preflight `python -m shapeshift.train` runs before Hydra starts (its wiring in a subprocess:
     test_unwritable_output_dir_is_one_line)."""
-    from shapeshift.preflight import check_command_line
+    from shapeshift.config.preflight import check_command_line
 
     with pytest.raises(SystemExit) as exit_:
         check_command_line(["trainer.max_epoch=3", f"hydra.run.dir={tmp_path}"])

@@ -2,8 +2,8 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ValidationError
 
-from shapeshift.config import ConfigError
-from shapeshift.validation import validate
+from shapeshift.config.errors import ConfigError
+from shapeshift.config.validation import validate
 from tests.helpers import ARCHS, AUGS
 
 
@@ -57,7 +57,7 @@ def test_non_positive_sizes_are_refused(override, cfg_factory):
 @pytest.mark.parametrize("aug", ["basic", "strong"])
 def test_aug_magnitude_scales_the_preset_ranges(aug, cfg_factory):
     from shapeshift.data.augment import build_augmentation
-    from shapeshift.run_dir import aug_label
+    from shapeshift.runs.folder import aug_label
 
     def affine(magnitude):
         cfg = cfg_factory(f"aug={aug}", f"aug.magnitude={magnitude}")
@@ -87,7 +87,7 @@ def test_negative_aug_magnitude_is_refused(cfg_factory):
     ],
 )
 def test_a_mistyped_key_gets_a_did_you_mean(override, expected):
-    from shapeshift.validation import misspelled
+    from shapeshift.config.validation import misspelled
 
     assert misspelled(["arch=cnn", "debug=smoke", override], {"arch", "debug"}) == expected
     # Valid keys, group choices, additions and free-form nodes pass.

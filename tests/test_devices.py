@@ -12,9 +12,9 @@ import shapeshift.evaluate
 from benchmarks import training
 from benchmarks.common import settings
 from shapeshift.audit.screen import screen
-from shapeshift.config import AuditConfig, EvaluateConfig, ExplainConfig
-from shapeshift.runtime import device_for
-from shapeshift.saliency import explain_sets
+from shapeshift.config.schema import AuditConfig, EvaluateConfig, ExplainConfig
+from shapeshift.engine.runtime import device_for
+from shapeshift.explain.saliency import explain_sets
 from tests.helpers import CONF
 
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
+from shapeshift.engine.runtime import choose_deterministic
 from shapeshift.evaluate import evaluate_run
-from shapeshift.runtime import choose_deterministic
 from tests.helpers import ROOT, run_cli
 
 DDP = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "trainer.precision=32-true"]

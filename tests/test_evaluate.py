@@ -3,10 +3,10 @@
 import pytest
 from omegaconf import OmegaConf
 
-from shapeshift.config import DETECTORS
+from shapeshift.config.schema import DETECTORS
+from shapeshift.engine.restore import RunError
 from shapeshift.evaluate import evaluate_run
-from shapeshift.restore import RunError
-from shapeshift.run_dir import find_runs, read_metrics
+from shapeshift.runs.folder import find_runs, read_metrics
 from tests.helpers import CONF, assert_metrics_consistent
 
 

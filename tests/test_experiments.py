@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from shapeshift.validation import validate
+from shapeshift.config.validation import validate
 from tests.helpers import ARCHS, AUGS, compose_train, sweep_jobs
 
 STUDY_ARCHS = ["cnn", "maxpool", "gap", "resnet18", "resnet18_aa"]
@@ -86,7 +86,7 @@ def test_the_experiment_presets_expand_to_their_jobs(preset, jobs, grid):
 
 
 def test_the_receptive_field_preset_sees_the_whole_image(cfg_factory):
-    from shapeshift.pipeline import build_backbone
+    from shapeshift.engine.pipeline import build_backbone
 
     cfg = cfg_factory("experiment=mechanism_receptive_field")
     wide, study = build_backbone(cfg, "gap"), build_backbone(cfg_factory("arch=gap"), "gap")

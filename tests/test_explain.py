@@ -3,7 +3,7 @@
 
 def test_saliency_maps_have_the_image_size_and_are_not_constant(cfg_factory, tmp_path):
     from shapeshift.explain import explain
-    from shapeshift.saliency import explain_sets
+    from shapeshift.explain.saliency import explain_sets
     from shapeshift.train import train
     from tests.helpers import save_job_config
 
@@ -14,8 +14,8 @@ def test_saliency_maps_have_the_image_size_and_are_not_constant(cfg_factory, tmp
     path = explain(str(run_dir), ["iid", "position/s5"], n=4)
     assert path == run_dir / "saliency.png" and path.read_bytes()[:4] == b"\x89PNG"
 
-    from shapeshift.pipeline import build_datamodule
-    from shapeshift.restore import load_model, load_run_config
+    from shapeshift.engine.pipeline import build_datamodule
+    from shapeshift.engine.restore import load_model, load_run_config
 
     cfg = load_run_config(run_dir)
     dm = build_datamodule(cfg, augment=False)
@@ -31,7 +31,7 @@ def test_saliency_grid_has_a_labelled_colour_scale(tmp_path):
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from shapeshift.saliency import draw_grid, grid_figure
+    from shapeshift.explain.saliency import draw_grid, grid_figure
 
     rng = np.random.default_rng(0)
     rows = [

@@ -1,9 +1,11 @@
 """The package's layers, read from the source with `ast` (nothing is imported): no import cycles, a module
-imports only from its own layer or a lower one, and the torch-free parts stay free of torch.
+imports only from its own layer or a lower one, and the torch-free folders stay free of torch.
 
-A module's part is its top-level name under `shapeshift/` (`shapeshift.qc.bank` -> `qc`). A new top-level
-module or package needs a place in `LAYERS`. Imports inside functions count for the layers and cycles (they
-are dependencies all the same); only imports run at import time count for `TORCH_FREE`.
+A layer is a folder of `shapeshift/` (`shapeshift.qc.bank` is in `qc`); the files at the top of
+`shapeshift/` are the commands users type (`python -m shapeshift.train`), and so are the command packages
+`audit/` and `explain/`. A new folder needs a place in `LAYERS`, and its `__init__.py` states its rule.
+Imports inside functions count for the layers and cycles (they are dependencies all the same); only
+imports run at import time count for `TORCH_FREE`.
 """
 
 from __future__ import annotations
@@ -15,59 +17,29 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "shapeshift"
+COMMANDS = "commands"  # the part of every module at the top of shapeshift/ (and of the command packages)
+ROOT = "shapeshift"  # the package's own __init__: below everything
 
-# Bottom to top. A module may import from its own layer or a lower one.
+# Folders, bottom to top. A module may import from its own layer or a lower one.
 LAYERS: list[tuple[str, set[str]]] = [
-    (
-        "helpers",
-        {
-            "shapeshift",
-            "config",
-            "validation",
-            "fingerprint",
-            "run_dir",
-            "metric_keys",
-            "lifecycle",
-            "errors",
-            "runtime",
-            "preflight",
-            "progress",
-        },
-    ),
+    ("package", {ROOT}),
+    ("run folders", {"runs"}),
+    ("config", {"config"}),
+    ("console", {"console"}),
     ("data", {"data"}),
     ("models", {"models"}),
     ("qc", {"qc"}),
-    (
-        "plumbing",
-        {
-            "pipeline",
-            "restore",
-            "references",
-            "checkpointing",
-            "start_from",
-            "distributed",
-            "loggers",
-            "wandb_catalog",
-            "wandb_results",
-            "saliency",
-        },
-    ),
+    ("engine", {"engine"}),
     ("reporting", {"reporting"}),
-    ("commands", {"train", "evaluate", "audit", "explain", "preview", "report"}),
+    ("tracking", {"tracking"}),
+    ("commands", {COMMANDS}),
 ]
+COMMAND_PACKAGES = {"audit", "explain"}  # folders that are commands (`python -m shapeshift.audit`)
 
-# Parts that must import without torch (reading a report or a run folder's files): what they import at import
-# time, followed through shapeshift's own modules, never reaches a module that imports one of `TORCH`.
-TORCH_FREE = {
-    "shapeshift",
-    "fingerprint",
-    "run_dir",
-    "metric_keys",
-    "lifecycle",
-    "progress",
-    "reporting",
-    "report",
-}
+# Folders (and commands) that must import without torch (reading a report or a run folder's files): what
+# they import at import time, followed through shapeshift's own modules, never reaches a module that imports
+# one of `TORCH`.
+TORCH_FREE = {ROOT, "runs", "console", "reporting", "shapeshift.report"}
 TORCH = {
     "torch",
     "lightning",
@@ -78,10 +50,9 @@ TORCH = {
     "antialiased_cnns",
     "timm",
 }
-# Modules that load torch at import in a way `ast` does not see as an import: config.py calls
-# register_schemas() at import, which reads Lightning's Trainer signature (so config and errors are not
-# torch-free).
-LOADS_TORCH_AT_IMPORT = {"shapeshift.config"}
+# Modules that load torch at import in a way `ast` does not see as an import: the schema module calls
+# register_schemas() at import, which reads Lightning's Trainer signature.
+LOADS_TORCH_AT_IMPORT = {"shapeshift.config.schema"}
 
 # Today's exceptions to the layer order, each (module imported, name imported): allowed from any layer.
 UPWARD_ALLOWED: set[tuple[str, str]] = set()
@@ -100,8 +71,14 @@ class Import:
         return f"{self.where}: {self.statement}"
 
 
-def part(module: str) -> str:
-    return module.split(".")[1] if "." in module else module
+def part(module: str, package: Path = PACKAGE) -> str:
+    """The folder a module is in, `commands` for a top-level module or a command package, else the package."""
+    names = module.split(".")
+    if len(names) == 1:
+        return ROOT
+    if names[1] in COMMAND_PACKAGES or (len(names) == 2 and not (package / names[1]).is_dir()):
+        return COMMANDS
+    return names[1]
 
 
 def module_name(path: Path, package: Path) -> str:
@@ -184,12 +161,12 @@ def layer_of() -> dict[str, int]:
     return {p: i for i, (_, parts) in enumerate(LAYERS) for p in parts}
 
 
-def upward_imports(edges: list[Import]) -> tuple[list[str], set[tuple[str, str]]]:
+def upward_imports(edges: list[Import], package: Path = PACKAGE) -> tuple[list[str], set[tuple[str, str]]]:
     """Imports from a higher layer, and which of `UPWARD_ALLOWED` were used."""
     layer, names = layer_of(), [n for n, _ in LAYERS]
     bad, used = [], set()
     for e in edges:
-        low, high = layer[part(e.importer)], layer[part(e.target)]
+        low, high = layer[part(e.importer, package)], layer[part(e.target, package)]
         if high <= low:
             continue
         if (e.target, e.name) in UPWARD_ALLOWED:
@@ -209,7 +186,7 @@ def torch_reached(mods: dict[str, Path], edges: list[Import], external: dict[str
         parents = m.split(".")
         now[m].update(".".join(parents[:i]) for i in range(1, len(parents)) if ".".join(parents[:i]) in mods)
     bad = []
-    for start in sorted(m for m in mods if part(m) in TORCH_FREE):
+    for start in sorted(m for m in mods if part(m) in TORCH_FREE or m in TORCH_FREE):
         chain, seen, todo = {start: [start]}, {start}, [start]
         while todo:
             m = todo.pop(0)
@@ -234,12 +211,32 @@ def test_every_import_resolves(parsed):
     assert not missing, "imports of shapeshift modules that do not exist:\n" + "\n".join(missing)
 
 
-def test_every_part_has_a_layer(parsed):
-    mods = parsed[0]
+def test_every_folder_has_a_layer_and_states_its_rule():
     placed = layer_of()
-    assert len(placed) == sum(len(parts) for _, parts in LAYERS), "a part is in two layers"
-    unplaced = sorted({part(m) for m in mods} - set(placed))
-    assert not unplaced, f"give these parts of shapeshift/ a layer in tests/test_layers.py LAYERS: {unplaced}"
+    assert len(placed) == sum(len(parts) for _, parts in LAYERS), "a folder is in two layers"
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    unplaced = sorted(folders - set(placed) - COMMAND_PACKAGES)
+    assert not unplaced, (
+        f"give these folders of shapeshift/ a layer in tests/test_layers.py LAYERS: {unplaced}"
+    )
+    for folder in sorted(folders - COMMAND_PACKAGES):
+        doc = ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text())) or ""
+        assert "Rule:" in doc, f"shapeshift/{folder}/__init__.py: state the folder's rule in its docstring"
+
+
+def test_the_top_level_holds_only_commands():
+    """A module at the top of shapeshift/ is a command users type: it has a `main` and runs it as __main__."""
+    for path in sorted(PACKAGE.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        text = path.read_text()
+        assert "def main(" in text and 'if __name__ == "__main__":' in text, (
+            f"{path.name} is not a command: move it into the folder of what it knows"
+        )
+    for folder in sorted(COMMAND_PACKAGES):
+        assert (PACKAGE / folder / "__main__.py").is_file(), (
+            f"{folder}/ is a command package with no __main__"
+        )
 
 
 def test_no_import_cycles(parsed):
@@ -273,10 +270,10 @@ def test_torch_free_parts_import_no_torch(parsed):
     assert not bad, "torch-free parts that import torch at import time:\n" + "\n".join(bad)
 
 
-def test_qc_imports_no_pipeline_restore_reporting_or_command(parsed):
+def test_qc_imports_no_engine_reporting_or_command(parsed):
     """The detector library sits below everything that runs a model or a command."""
     _, edges, _, _ = parsed
-    above = {"pipeline", "restore", "reporting", "train", "evaluate", "audit", "explain", "preview", "report"}
+    above = {"engine", "reporting", "tracking", COMMANDS}
     bad = [str(e) for e in edges if part(e.importer) == "qc" and part(e.target) in above]
     assert not bad, "shapeshift/qc/ imports from above it:\n" + "\n".join(bad)
 
@@ -286,8 +283,8 @@ def test_qc_imports_no_pipeline_restore_reporting_or_command(parsed):
     [
         (
             "qc/bank.py",
-            "from shapeshift.pipeline import build_datamodule",
-            "qc/bank.py:2: from shapeshift.pipeline",
+            "from shapeshift.engine.pipeline import build_datamodule",
+            "qc/bank.py:2: from shapeshift.engine.pipeline",
         ),
         (
             "models/cnn.py",
@@ -295,9 +292,14 @@ def test_qc_imports_no_pipeline_restore_reporting_or_command(parsed):
             "models/cnn.py:2: from shapeshift.qc.gate",
         ),
         (
-            "run_dir.py",
+            "runs/folder.py",
             "import shapeshift.reporting.stats",
-            "run_dir.py:2: import shapeshift.reporting.stats",
+            "runs/folder.py:2: import shapeshift.reporting.stats",
+        ),
+        (
+            "engine/pipeline.py",
+            "from shapeshift.train import main",
+            "engine/pipeline.py:2: from shapeshift.train",
         ),
     ],
 )
@@ -306,7 +308,9 @@ def test_an_upward_import_is_named(tmp_path, path, line, offending):
     package = tmp_path / "shapeshift"
     for name in [
         "__init__.py",
-        "run_dir.py",
+        "train.py",
+        "runs/__init__.py",
+        "runs/folder.py",
         "reporting/__init__.py",
         "reporting/stats.py",
         "models/__init__.py",
@@ -314,14 +318,15 @@ def test_an_upward_import_is_named(tmp_path, path, line, offending):
         "qc/__init__.py",
         "qc/gate.py",
         "qc/bank.py",
-        "pipeline.py",
+        "engine/__init__.py",
+        "engine/pipeline.py",
     ]:
         (package / name).parent.mkdir(parents=True, exist_ok=True)
         (package / name).write_text('"""x"""\n')
     (package / path).write_text(f'"""x"""\n{line}\n')
     _, edges, _, missing = parse(package)
     assert not missing
-    bad, _ = upward_imports(edges)
+    bad, _ = upward_imports(edges, package)
     assert len(bad) == 1 and bad[0].startswith(f"shapeshift/{offending}"), bad
 
 

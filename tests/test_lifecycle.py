@@ -7,9 +7,9 @@ import json
 import pytest
 from lightning.pytorch.callbacks import Callback
 
-from shapeshift.fingerprint import fingerprint_keys
-from shapeshift.lifecycle import RunFolder
-from shapeshift.run_dir import RunMismatch, new_record, read_record, write_json
+from shapeshift.runs.fingerprint import fingerprint_keys
+from shapeshift.runs.folder import RunMismatch, new_record, read_record, write_json
+from shapeshift.runs.lifecycle import RunFolder
 from shapeshift.train import train
 
 IDENTITY = {"arch": "cnn", "aug": "none", "seed": 0}

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
+from shapeshift.config.validation import validate
 from shapeshift.data.augment import build_augmentation
 from shapeshift.data.mnist import FILES, MnistDataModule, find_file, read_idx
-from shapeshift.validation import validate
 
 N_TRAIN_PER_DIGIT, N_TEST_PER_DIGIT = 30, 10
 ALL_FILES = [name for pair in FILES.values() for name in pair]
@@ -208,7 +208,7 @@ def test_data_mnist_composes_for_every_arch(cfg_factory, mnist):
 def test_missing_files_fail_in_one_line(cfg_factory, tmp_path, capsys):
     """As `main` runs `train` (the same one-line wiring in a subprocess: test_checkpoints.py's
     test_a_refused_checkpoint_setting_is_one_line)."""
-    from shapeshift.errors import command_errors
+    from shapeshift.console.errors import command_errors
     from shapeshift.train import train
 
     run_dir = tmp_path / "run"

@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from shapeshift.config import PADDING_MODES, ConfigError
-from shapeshift.pipeline import build_backbone
-from shapeshift.validation import validate
+from shapeshift.config.errors import ConfigError
+from shapeshift.config.schema import PADDING_MODES
+from shapeshift.config.validation import validate
+from shapeshift.engine.pipeline import build_backbone
 from tests.helpers import ARCHS
 
 

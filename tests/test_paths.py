@@ -59,7 +59,7 @@ def test_one_override_moves_runs_sweeps_studies_and_the_preview(monkeypatch):
 
 
 def test_an_unwritable_log_dir_is_one_line(tmp_path, capsys, monkeypatch):
-    from shapeshift.preflight import check_output_dir
+    from shapeshift.config.preflight import check_output_dir
 
     blocker = tmp_path / "a_file"
     blocker.write_text("")

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from shapeshift.runtime import peak_memory_mib, release_memory, reset_peak_memory
+from shapeshift.engine.runtime import peak_memory_mib, release_memory, reset_peak_memory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
 

@@ -4,10 +4,10 @@ an explicit precision always wins. The hardware is faked through `runtime.cpu_fl
 import pytest
 import torch
 
-from shapeshift import runtime
-from shapeshift.fingerprint import digest, fingerprint_keys
-from shapeshift.run_dir import read_record
-from shapeshift.runtime import choose_precision
+from shapeshift.engine import runtime
+from shapeshift.engine.runtime import choose_precision
+from shapeshift.runs.fingerprint import digest, fingerprint_keys
+from shapeshift.runs.folder import read_record
 from shapeshift.train import resolve_hardware_choices, train
 
 

@@ -1,10 +1,10 @@
-"""`shapeshift.progress.track`: every item once, a bar only where one is drawn."""
+"""`shapeshift.console.progress.track`: every item once, a bar only where one is drawn."""
 
 import io
 
 from rich.console import Console
 
-from shapeshift.progress import track
+from shapeshift.console.progress import track
 
 
 def test_track_yields_every_item_and_draws_only_on_a_terminal(capsys):

@@ -125,7 +125,7 @@ class EagerTap:
 def test_the_tap_pools_once_per_stage_exactly_what_pooling_every_layer_gave(arch, cfg_factory):
     """In-place ops after a stage's last layer (ReLU(inplace=True), a residual `+=`) must not change what is
     read: the lazy tap equals, bit for bit, a tap that pools every leaf's output as it appears (bf16 too)."""
-    from shapeshift.pipeline import build_backbone  # noqa: PLC0415
+    from shapeshift.engine.pipeline import build_backbone  # noqa: PLC0415
 
     torch.manual_seed(0)
     backbone = build_backbone(cfg_factory(f"arch={arch}"), arch).eval()

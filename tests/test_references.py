@@ -9,12 +9,12 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
+from shapeshift.engine.references import reference_runs
+from shapeshift.engine.restore import load_model, load_run_config
 from shapeshift.evaluate import evaluate_run
 from shapeshift.qc.bank import DetectorBank
-from shapeshift.references import reference_runs
-from shapeshift.restore import load_model, load_run_config
-from shapeshift.run_dir import CONFIG_FILE, read_metrics
+from shapeshift.runs.folder import CONFIG_FILE, read_metrics
 from shapeshift.train import train
 from tests.conftest import LIGHT_QC
 from tests.helpers import CONF, make_cfg, run_cli, save_job_config
@@ -142,7 +142,7 @@ def test_evaluate_with_a_reference_scores_what_the_reference_model_says(sweep):
         assert f"test/position/s5/{key}/reference" in m
     # The agreement estimate, recomputed from the two models' own predictions outside the test loop.
     cfg = load_run_config(run)
-    from shapeshift.pipeline import build_datamodule
+    from shapeshift.engine.pipeline import build_datamodule
 
     dm = build_datamodule(cfg, augment=False)
     x, _ = dm.arrays("position/s5")

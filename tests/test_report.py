@@ -366,7 +366,7 @@ def test_quality_control_table_and_risk_coverage_plot(tmp_path):
 def test_a_sweep_logged_to_wandb_gets_a_report_run(sweep, monkeypatch):
     from omegaconf import OmegaConf
 
-    from shapeshift.reporting.callback import ReportAfterSweep
+    from shapeshift.tracking.after_sweep import ReportAfterSweep
     from tests.helpers import finished_wandb_records
 
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
 from shapeshift.train import train
 from tests.conftest import LIGHT_QC  # what cfg_factory adds: the same quality control as the fixture's runs
 from tests.helpers import KillAtEpoch, make_cfg, without_measurements
@@ -137,7 +137,7 @@ def test_a_file_that_cannot_be_used_fails_in_one_line_before_training(
 
 
 def test_the_fingerprint_follows_the_files_content_not_its_path(source, cfg_factory, tmp_path):
-    from shapeshift.fingerprint import fingerprint_keys
+    from shapeshift.runs.fingerprint import fingerprint_keys
 
     ckpt = source[0]
     moved = tmp_path / "moved.ckpt"
@@ -153,7 +153,7 @@ def test_the_fingerprint_follows_the_files_content_not_its_path(source, cfg_fact
 def test_a_missing_file_is_one_line_on_the_command_line(cfg_factory, tmp_path, capsys):
     """As `main` runs `train` (the same one-line wiring in a subprocess: test_checkpoints.py's
     test_a_refused_checkpoint_setting_is_one_line)."""
-    from shapeshift.errors import command_errors
+    from shapeshift.console.errors import command_errors
 
     missing = tmp_path / "nowhere" / "last.ckpt"
     run_dir = tmp_path / "run"

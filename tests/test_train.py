@@ -140,7 +140,7 @@ def test_a_resumed_run_continues_its_wandb_run(cfg_factory, tmp_path, monkeypatc
 
 
 def test_the_examples_are_the_most_confidently_wrong():
-    from shapeshift.wandb_catalog import confidently_wrong
+    from shapeshift.tracking.wandb_catalog import confidently_wrong
 
     predicted, labels = np.array([0, 1, 1, 0, 1, 0]), np.array([0, 0, 0, 0, 1, 1])
     confidence = np.array([0.99, 0.7, 0.95, 0.6, 0.8, 0.9])
@@ -158,7 +158,7 @@ def test_lightnings_fast_dev_run_tests_one_batch_and_saves_nothing(cfg_factory, 
 
 
 def test_a_sweeper_optimizes_a_validation_metric_by_default(cfg_factory):
-    from shapeshift.config import ConfigError
+    from shapeshift.config.errors import ConfigError
     from shapeshift.train import objective
 
     cfg = cfg_factory("debug=smoke")

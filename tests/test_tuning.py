@@ -5,7 +5,7 @@ import importlib.util
 import pytest
 import yaml
 
-from shapeshift.run_dir import find_runs, read_metrics
+from shapeshift.runs.folder import find_runs, read_metrics
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.skipif(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shapeshift.metric_keys import SEVERITY_KEY
+from shapeshift.runs.metric_keys import SEVERITY_KEY
 from shapeshift.train import train
 from tests.helpers import finished_wandb_records
 
@@ -143,7 +143,7 @@ class FakeRun:
 
 
 def test_the_artifact_switches(tmp_path):
-    from shapeshift.wandb_results import log_result_artifacts
+    from shapeshift.tracking.wandb_results import log_result_artifacts
 
     (tmp_path / "metrics.json").write_text("{}")
     (tmp_path / "evaluation.json").write_text("{}")
@@ -164,7 +164,7 @@ def test_the_artifact_switches(tmp_path):
 def test_the_logger_gets_no_keys_of_ours():
     from omegaconf import OmegaConf
 
-    from shapeshift.loggers import logger_params
+    from shapeshift.tracking.loggers import logger_params
 
     cfg = OmegaConf.create(
         {"_target_": "x.CSVLogger", "save_dir": "out", "artifacts": True, "log_checkpoint": False}
@@ -192,7 +192,7 @@ def make_run(root: Path, name: str, arch: str, aug: str, seed: int, iid: float) 
 def test_the_report_run_has_the_sweep_config_native_charts_and_an_artifact(tmp_path, offline):
     from omegaconf import OmegaConf
 
-    from shapeshift.reporting.callback import ReportAfterSweep
+    from shapeshift.tracking.after_sweep import ReportAfterSweep
 
     sweep = tmp_path / "multiruns" / "sweep"
     for i, (aug, seed) in enumerate([("none", 0), ("none", 1), ("basic", 0), ("basic", 1)]):

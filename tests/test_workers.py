@@ -88,7 +88,7 @@ def test_metrics_are_bit_identical_with_two_workers(cfg_factory, tmp_path):
 def test_the_batch_must_split_evenly_among_the_processes(cache_dir):
     from types import SimpleNamespace
 
-    from shapeshift.config import ConfigError
+    from shapeshift.config.errors import ConfigError
 
     dm = datamodule(cache_dir, 0)  # batch_size 8
     dm.trainer = SimpleNamespace(world_size=2)

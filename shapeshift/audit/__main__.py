@@ -8,9 +8,9 @@ import hydra
 from omegaconf import DictConfig
 
 from shapeshift.audit.command import audit, rank_sweep, summary
-from shapeshift.errors import command_errors
-from shapeshift.loggers import silence_known_noise
-from shapeshift.run_dir import find_runs
+from shapeshift.console.errors import command_errors
+from shapeshift.runs.folder import find_runs
+from shapeshift.tracking.loggers import silence_known_noise
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="audit")

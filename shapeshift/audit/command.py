@@ -11,10 +11,10 @@ from shapeshift.audit import ranking
 from shapeshift.audit.images import Folder, read_folder
 from shapeshift.audit.screen import Screening, load, screen
 from shapeshift.audit.sheet import contact_sheet
-from shapeshift.config import ConfigError
-from shapeshift.progress import track
-from shapeshift.run_dir import find_runs, read_run
-from shapeshift.runtime import AUTO, fast_cpu_math
+from shapeshift.config.errors import ConfigError
+from shapeshift.console.progress import track
+from shapeshift.engine.runtime import AUTO, fast_cpu_math
+from shapeshift.runs.folder import find_runs, read_run
 
 log = logging.getLogger("shapeshift")
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)

@@ -11,14 +11,15 @@ import numpy as np
 import torch
 
 from shapeshift.audit.images import Folder
-from shapeshift.config import REFERENCE, ConfigError
-from shapeshift.pipeline import build_datamodule, quality_control
+from shapeshift.config.errors import ConfigError
+from shapeshift.config.schema import REFERENCE
+from shapeshift.engine.pipeline import build_datamodule, quality_control
+from shapeshift.engine.references import override_qc, qc_references
+from shapeshift.engine.restore import load_model, load_run_config
+from shapeshift.engine.runtime import AUTO, device_for
 from shapeshift.qc.bank import CONFIDENCE
 from shapeshift.qc.estimates import AGREEMENT, ATC, agreement_estimate, interval
 from shapeshift.qc.gate import atc_estimate
-from shapeshift.references import override_qc, qc_references
-from shapeshift.restore import load_model, load_run_config
-from shapeshift.runtime import AUTO, device_for
 
 
 @dataclass

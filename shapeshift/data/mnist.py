@@ -20,7 +20,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
 from shapeshift.data import IID
 from shapeshift.data.base import ArrayDataModule
 

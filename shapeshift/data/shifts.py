@@ -19,7 +19,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
 from shapeshift.data import backgrounds
 from shapeshift.data.render import (
     OPPOSITE_QUADRANT,

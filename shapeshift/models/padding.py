@@ -16,7 +16,7 @@ from __future__ import annotations
 from antialiased_cnns.blurpool import BlurPool
 from torch import nn
 
-from shapeshift.config import PADDING_MODES
+from shapeshift.config.schema import PADDING_MODES
 
 _PAD_LAYERS = {"reflect": nn.ReflectionPad2d, "replicate": nn.ReplicationPad2d, "circular": nn.CircularPad2d}
 

@@ -9,7 +9,6 @@ errors, a novelty threshold, and label-free accuracy estimates.
     callback.py   the Lightning callback that fits and calibrates the bank before a test and scores the sets
 
 The features the detectors read are the model's (`shapeshift/models/features.py`); reference runs are
-loaded by `shapeshift/references.py`; the audit command that applies a run's gate to real images is
-`shapeshift/audit/`. This package imports neither the pipeline nor the commands: `tests/test_layers.py`
-holds it to that.
+loaded by `shapeshift/engine/references.py`; the audit command that applies a run's gate to real images is
+`shapeshift/audit/`. Rule: imports neither engine/ nor the commands (`tests/test_layers.py` holds it to that).
 """

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from shapeshift.config import AUTO_GATE, NOVELTY_ORDER, REFERENCE
+from shapeshift.config.schema import AUTO_GATE, NOVELTY_ORDER, REFERENCE
+from shapeshift.console.progress import track
 from shapeshift.data import IID
 from shapeshift.data.base import model_input
 from shapeshift.models.features import tapped
-from shapeshift.progress import track
 from shapeshift.qc import estimates
 from shapeshift.qc.detectors import MaxSoftmax, build, reference_score
 from shapeshift.qc.gate import (

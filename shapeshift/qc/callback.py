@@ -11,9 +11,9 @@ from pathlib import Path
 import lightning as L
 from torch import nn
 
-from shapeshift.config import AUTO_GATE
+from shapeshift.config.schema import AUTO_GATE
 from shapeshift.qc import bank as qc_bank
-from shapeshift.run_dir import QC_FILE, RISK_COVERAGE_FILE
+from shapeshift.runs.folder import QC_FILE, RISK_COVERAGE_FILE
 
 log = logging.getLogger("shapeshift")
 

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from shapeshift.config import DETECTORS
+from shapeshift.config.schema import DETECTORS
 
 SHRINKAGE = 0.1  # covariance shrunk towards a scaled identity: stable when features outnumber images
 MAX_WIDTH = 512  # wider features are sketched down to this many dimensions before fitting (see Sketch)

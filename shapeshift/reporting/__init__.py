@@ -1,8 +1,9 @@
-"""Reports from run folders alone (metrics.json and the Hydra files): no torch, Lightning or Albumentations.
+"""Reports from run folders alone (metrics.json and the Hydra files). Rule: no torch, Lightning or
+Albumentations, and nothing of shapeshift but runs/ and console/ (tracking/ logs a report to W&B).
 
 runs.py     find and read runs          stats.py    mean and 95% interval over seeds
 tables.py   groups, gains, columns      writing.py  report.md, results.csv, the terminal table
-plots.py    heatmap, severity curves, gains         callback.py  the report after every multirun
+plots.py    heatmap, severity curves, gains
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from shapeshift.reporting.runs import ReportError, Run, collect, leave_out_unlea
 from shapeshift.reporting.stats import Stat, mean_interval, t_quantile
 from shapeshift.reporting.tables import Group, gains, main_rows, summarize
 from shapeshift.reporting.writing import CSV_FILE, REPORT_FILE, render_markdown, text_table, write_csv
-from shapeshift.run_dir import METRICS_FILE
+from shapeshift.runs.folder import METRICS_FILE
 
 __all__ = [
     "Group",

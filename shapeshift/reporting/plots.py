@@ -13,7 +13,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from shapeshift.metric_keys import severity_points  # noqa: E402
 from shapeshift.reporting.runs import Run  # noqa: E402
 from shapeshift.reporting.tables import (  # noqa: E402
     MAIN_COLUMNS,
@@ -23,7 +22,8 @@ from shapeshift.reporting.tables import (  # noqa: E402
     group_key_order,
     set_columns,
 )
-from shapeshift.run_dir import RISK_COVERAGE_FILE, read_json  # noqa: E402
+from shapeshift.runs.folder import RISK_COVERAGE_FILE, read_json  # noqa: E402
+from shapeshift.runs.metric_keys import severity_points  # noqa: E402
 
 HEATMAP = "heatmap.png"
 GAIN = "aug_gain.png"

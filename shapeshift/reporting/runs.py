@@ -1,4 +1,4 @@
-"""The runs a report is made of: found and read through `shapeshift.run_dir`, marked when left out."""
+"""The runs a report is made of: found and read through `shapeshift.runs.folder`, marked when left out."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shapeshift.metric_keys import is_number
-from shapeshift.progress import track
-from shapeshift.run_dir import METRICS_FILE, RunInfo, find_runs, read_run
+from shapeshift.console.progress import track
+from shapeshift.runs.folder import METRICS_FILE, RunInfo, find_runs, read_run
+from shapeshift.runs.metric_keys import is_number
 
 # Keys that never make a variant: the seed is what a group averages over, the aug label holds its magnitude.
 NOT_VARIANTS = {"seed", "aug.magnitude"}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import scipy.stats
 
-from shapeshift.metric_keys import is_number
+from shapeshift.runs.metric_keys import is_number
 
 NO_INTERVAL = "—"
 

@@ -7,9 +7,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shapeshift.metric_keys import SEVERITY_KEY, SUMMARY_SETS, is_number
 from shapeshift.reporting.runs import Run
 from shapeshift.reporting.stats import Stat, holm, mean_interval, paired_t_p, sign_test_p
+from shapeshift.runs.metric_keys import SEVERITY_KEY, SUMMARY_SETS, is_number
 
 ARCH_ORDER = ("cnn", "maxpool", "gap", "resnet18", "resnet18_aa")
 AUG_ORDER = ("none", "basic", "strong")

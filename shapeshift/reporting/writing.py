@@ -7,7 +7,6 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from shapeshift.metric_keys import is_number
 from shapeshift.reporting.runs import Run
 from shapeshift.reporting.stats import NO_INTERVAL
 from shapeshift.reporting.tables import (
@@ -22,7 +21,8 @@ from shapeshift.reporting.tables import (
     set_columns,
     sign_tests,
 )
-from shapeshift.run_dir import METRICS_FILE
+from shapeshift.runs.folder import METRICS_FILE
+from shapeshift.runs.metric_keys import is_number
 
 REPORT_FILE = "report.md"
 CSV_FILE = "results.csv"

@@ -10,7 +10,8 @@ import difflib
 
 from omegaconf import DictConfig, OmegaConf
 
-from shapeshift.config import AUTO_GATE, DETECTORS, PADDING_MODES, REFERENCE, ConfigError, TrainConfig
+from shapeshift.config.errors import ConfigError
+from shapeshift.config.schema import AUTO_GATE, DETECTORS, PADDING_MODES, REFERENCE, TrainConfig
 
 
 def validate_qc(qc: DictConfig) -> None:

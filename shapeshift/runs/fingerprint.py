@@ -1,7 +1,7 @@
 """A run's config fingerprint: a digest of every config key that changes what the run computes. Torch-free.
 
 A run folder records it (`run.json`, `metrics.json`); a finished or interrupted run is reused (skipped,
-resumed) only by a config with the same fingerprint (`shapeshift.run_dir.check_reuse`).
+resumed) only by a config with the same fingerprint (`shapeshift.runs.folder.check_reuse`).
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, open_dict
 from torch import nn
 
-from shapeshift.config import ConfigError
-from shapeshift.pipeline import build_datamodule
-from shapeshift.restore import load_model, load_run_config
-from shapeshift.run_dir import CONFIG_FILE, find_runs, read_run
-from shapeshift.validation import validate_qc
+from shapeshift.config.errors import ConfigError
+from shapeshift.config.validation import validate_qc
+from shapeshift.engine.pipeline import build_datamodule
+from shapeshift.engine.restore import load_model, load_run_config
+from shapeshift.runs.folder import CONFIG_FILE, find_runs, read_run
 
 log = logging.getLogger("shapeshift")
 

@@ -2,7 +2,7 @@
 one, refuse another config's, replace with `force`), then write the result last. Torch-free.
 
 `train()` does the experiment between `RunFolder.claim` and `RunFolder.finish`; what a folder holds and
-how a fingerprint is made is `shapeshift.run_dir`'s.
+how a fingerprint is made is `shapeshift.runs.folder`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shapeshift.run_dir import (
+from shapeshift.runs.folder import (
     CHECKPOINT_DIR,
     ERROR_FILE,
     METRICS_FILE,

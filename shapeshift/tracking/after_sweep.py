@@ -1,5 +1,5 @@
 """A Hydra callback: every multirun that finishes ends with its report (report.md, results.csv, plots) and,
-when its jobs log to W&B, one more W&B run of the sweep's group (shapeshift/reporting/wandb_run.py)."""
+when its jobs log to W&B, one more W&B run of the sweep's group (shapeshift/tracking/wandb_run.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from shapeshift.reporting import print_summary, report
-from shapeshift.reporting.wandb_run import log_sweep_summary
+from shapeshift.tracking.wandb_run import log_sweep_summary
 
 log = logging.getLogger("shapeshift")
 

@@ -11,11 +11,19 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from shapeshift.config import ConfigError, TrainConfig
+from shapeshift.config.errors import ConfigError
+from shapeshift.config.schema import TrainConfig
+from shapeshift.engine.pipeline import build_backbone, build_classifier
+from shapeshift.engine.runtime import AUTO, choose_precision
 from shapeshift.models.classifier import Classifier
-from shapeshift.pipeline import build_backbone, build_classifier
-from shapeshift.run_dir import CONFIG_FILE, checkpoint_file, is_finished, read_metrics, read_record, read_run
-from shapeshift.runtime import AUTO, choose_precision
+from shapeshift.runs.folder import (
+    CONFIG_FILE,
+    checkpoint_file,
+    is_finished,
+    read_metrics,
+    read_record,
+    read_run,
+)
 
 
 class RunError(ConfigError):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from shapeshift.metric_keys import IID
 from shapeshift.reporting.tables import Group
 from shapeshift.reporting.writing import CSV_FILE, REPORT_FILE
-from shapeshift.wandb_results import families, headline_keys, log_report_files
+from shapeshift.runs.metric_keys import IID
+from shapeshift.tracking.wandb_results import families, headline_keys, log_report_files
 
 SEVERITY_PLOT = "severity_"  # the PNGs of accuracy against severity, replaced by native line charts
 MULTIRUN_FILE = "multirun.yaml"  # Hydra's record of a sweep's config
@@ -126,7 +126,7 @@ def log_sweep_summary(
     """One W&B run (job_type=report) in the jobs' group."""
     import wandb
 
-    from shapeshift.loggers import wandb_mode
+    from shapeshift.tracking.loggers import wandb_mode
 
     run = wandb.init(
         project=logger.get("project"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from shapeshift.metric_keys import IID, SEVERITY_KEY, is_number
+from shapeshift.runs.metric_keys import IID, SEVERITY_KEY, is_number
 
 # The run's headline, in this order (those the run measured): accuracy, calibration, the gate, training and
 # cost. Then, computed per run: each family's mean accuracy, the gate detector's headline numbers and every

@@ -20,7 +20,7 @@ import torch.nn.functional as F  # noqa: E402
 from torchcam.methods import GradCAM  # noqa: E402
 
 from shapeshift.data.base import model_input  # noqa: E402
-from shapeshift.runtime import AUTO, device_for  # noqa: E402
+from shapeshift.engine.runtime import AUTO, device_for  # noqa: E402
 
 logging.getLogger("torchcam").setLevel(logging.ERROR)  # it announces the layer it picks, twice per call
 

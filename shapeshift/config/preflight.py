@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from shapeshift.validation import misspelled
+from shapeshift.config.validation import misspelled
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 # Where a command line can put the run: its own folder, its sweep's, or the folder both default to.
 FOLDER_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "paths.log_dir")
 

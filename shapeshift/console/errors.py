@@ -9,9 +9,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from shapeshift.config import ConfigError
-from shapeshift.lifecycle import Interrupted
-from shapeshift.run_dir import ERROR_FILE, RunMismatch, record_failure
+from shapeshift.config.errors import ConfigError
+from shapeshift.runs.folder import ERROR_FILE, RunMismatch, record_failure
+from shapeshift.runs.lifecycle import Interrupted
 
 log = logging.getLogger("shapeshift")
 

@@ -46,10 +46,6 @@ NOVELTY_ORDER = (
 )
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message is one line naming the problem and the choices."""
-
-
 @dataclass
 class DataConfig:
     _target_: str = "shapeshift.data.datamodule.ShapesDataModule"
@@ -97,7 +93,7 @@ class ShiftConfig:
 # Set by train(), never from YAML: the logger, the callbacks and where Lightning writes.
 _TRAINER_SET_IN_CODE = ("logger", "callbacks", "plugins", "default_root_dir")
 # Our defaults where they differ from Lightning's. precision and deterministic (typed Any: unions of
-# literals) are resolved from `auto` by shapeshift.runtime before the Trainer sees them.
+# literals) are resolved from `auto` by shapeshift.engine.runtime before the Trainer sees them.
 _OURS = {"precision": "auto", "deterministic": "auto", "max_epochs": 5}
 
 
@@ -189,7 +185,7 @@ class TrainConfig:
     force: bool = False  # rerun a finished run (its metrics.json exists) instead of skipping it
     optimized_metric: str = "val/loss"  # what `main` returns to a Hydra sweeper (Optuna): never a test metric
     paths: PathsConfig = field(default_factory=PathsConfig)  # runs/ and sweeps/ land under paths.log_dir
-    ckpt_path: str | None = None  # start from this checkpoint file (shapeshift/start_from.py)
+    ckpt_path: str | None = None  # start from this checkpoint file (shapeshift/engine/start_from.py)
     ckpt_mode: str = "resume"  # resume: its whole training state; finetune: its weights, a fresh optimizer
 
 

@@ -61,7 +61,7 @@ def wandb_mode() -> str:
 
 
 # Keys of the logger config that are ours, not the logger class's: what W&B gets as artifacts
-# (shapeshift/wandb_results.py). Taken out before the logger is instantiated.
+# (shapeshift/tracking/wandb_results.py). Taken out before the logger is instantiated.
 OWN_KEYS = ("artifacts", "log_checkpoint")
 
 
@@ -110,7 +110,7 @@ def build_logger(
     )
     # Lightning sets the x-axis only on runs it starts itself: without this, train and validation curves
     # plot against W&B's own `_step` (one per log call), not the optimizer step. Named globs, not "*", so
-    # the severity curves keep their own axis (shapeshift/wandb_catalog.py).
+    # the severity curves keep their own axis (shapeshift/tracking/wandb_catalog.py).
     run.define_metric("trainer/global_step")
     for pattern in ("train/*", "val/*", "lr-*", "epoch"):
         run.define_metric(pattern, step_metric="trainer/global_step", step_sync=True)

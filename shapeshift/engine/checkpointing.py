@@ -21,7 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from omegaconf import DictConfig
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
 
 LAST, BEST = "model_checkpoint", "best_checkpoint"  # the nodes of conf/callbacks/model_checkpoint.yaml
 

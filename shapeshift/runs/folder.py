@@ -7,10 +7,10 @@ A run folder is made by `shapeshift.train` and read by every other command:
     qc.pt               the fitted o.o.d. detectors        risk_coverage.json the gate's risk vs coverage
     error.txt           why the job failed                 train.log          the run's log
 
-The fingerprint (`shapeshift.fingerprint`) is a digest of every config key that changes what a run computes.
-A folder that already holds a finished or interrupted run is reused (skipped, resumed) only when the
-fingerprints match.
-The metric keys of `metrics.json` are `shapeshift.metric_keys`'.
+The fingerprint (`shapeshift.runs.fingerprint`) is a digest of every config key that changes what a run
+computes. A folder that already holds a finished or interrupted run is reused (skipped, resumed) only when
+the fingerprints match.
+The metric keys of `metrics.json` are `shapeshift.runs.metric_keys`'.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from shapeshift.fingerprint import differing_keys, digest
-from shapeshift.metric_keys import is_number, tidy
+from shapeshift.runs.fingerprint import differing_keys, digest
+from shapeshift.runs.metric_keys import is_number, tidy
 
 METRICS_FILE = "metrics.json"
 ERROR_FILE = "error.txt"

@@ -8,11 +8,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
 from shapeshift.data.augment import build_augmentation
-from shapeshift.metric_keys import aggregate
 from shapeshift.models.classifier import Classifier
 from shapeshift.qc.callback import QualityControl
+from shapeshift.runs.metric_keys import aggregate
 
 
 def build_backbone(cfg: DictConfig, arch_name: str) -> torch.nn.Module:
@@ -72,7 +72,7 @@ def build_classifier(
 
 def quality_control(cfg: DictConfig, run_dir: str | None, references=()) -> list[QualityControl]:
     """The callback that fits and calibrates the run's detectors before its test (none when qc.detectors
-    is empty); `references`: (run dir, classifier) pairs from `shapeshift.references.resolve`."""
+    is empty); `references`: (run dir, classifier) pairs from `shapeshift.engine.references.resolve`."""
     qc = cfg.qc
     if not qc.detectors:
         return []

@@ -11,7 +11,7 @@
 The file is read once before training, and only read. A missing or unreadable file, a weights-only file
 (`best.ckpt`) to resume, one with no epoch left to train, or weights that do not fit this config's model
 (another architecture or number of classes) fail in one line. The file's content is part of the run's
-fingerprint (`shapeshift.fingerprint`). A run folder holding its own `last.ckpt` (an interrupted run)
+fingerprint (`shapeshift.runs.fingerprint`). A run folder holding its own `last.ckpt` (an interrupted run)
 resumes from that, never from `ckpt_path` again.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
 
 log = logging.getLogger("shapeshift")
 MODES = ("resume", "finetune")

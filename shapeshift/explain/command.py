@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import OmegaConf, open_dict
 
-from shapeshift.config import ConfigError
+from shapeshift.config.errors import ConfigError
 from shapeshift.data import IID, shifts
-from shapeshift.errors import command_errors
-from shapeshift.loggers import silence_known_noise
-from shapeshift.pipeline import build_datamodule
-from shapeshift.restore import load_model, load_run_config
-from shapeshift.run_dir import read_run
-from shapeshift.runtime import AUTO, fast_cpu_math
-from shapeshift.saliency import draw_grid, explain_sets
+from shapeshift.engine.pipeline import build_datamodule
+from shapeshift.engine.restore import load_model, load_run_config
+from shapeshift.engine.runtime import AUTO, fast_cpu_math
+from shapeshift.explain.saliency import draw_grid, explain_sets
+from shapeshift.runs.folder import read_run
 
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
 
@@ -55,15 +52,3 @@ def explain(run: str, sets: list[str], n: int = 8, out: str | None = None, accel
         tuple(datamodule.class_names),
         f"Grad-CAM: arch={info.arch} ({knobs}) aug={info.aug} seed={info.seed}",
     )
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="explain")
-def main(cfg: DictConfig) -> None:
-    silence_known_noise()
-    with command_errors(user_errors=(FileNotFoundError,)):
-        path = explain(cfg.run, list(cfg.sets), cfg.n, cfg.out, cfg.accelerator)
-    print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,13 +1,14 @@
-"""What a train run shows in W&B: the headline summary (shapeshift/wandb_results.py), accuracy against
-severity (one panel per family, averaged over grouped runs), one compact table of the evaluation sets, and
-one table of the most confidently wrong images of each set. The rest stays in `metrics.json` (an artifact)."""
+"""What a train run shows in W&B: the headline summary (shapeshift/tracking/wandb_results.py), accuracy
+against severity (one panel per family, averaged over grouped runs), one compact table of the evaluation
+sets, and one table of the most confidently wrong images of each set. The rest stays in `metrics.json`
+(an artifact)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from shapeshift.metric_keys import IID
-from shapeshift.wandb_results import families, headline
+from shapeshift.runs.metric_keys import IID
+from shapeshift.tracking.wandb_results import families, headline
 
 # The compact table's metrics of every set; then the gate detector's and every accuracy estimate.
 SET_METRICS = ("acc", "ece", "coverage", "accepted_acc")
