@@ -27,7 +27,7 @@ from shapeshift.engine.pipeline import build_datamodule, quality_control, test_m
 from shapeshift.engine.references import override_qc, qc_references
 from shapeshift.engine.restore import RunError, checkpoint_path, load_model, load_run_config
 from shapeshift.engine.runtime import AUTO, choose_deterministic, fast_cpu_math
-from shapeshift.runs.folder import METRICS_FILE, find_runs, write_metrics
+from shapeshift.runs.folder import METRICS_FILE, find_runs, write_files, write_metrics
 from shapeshift.runs.metric_keys import tidy
 from shapeshift.tracking.loggers import silence_known_noise
 
@@ -69,7 +69,7 @@ def evaluate_run(
         deterministic=choose_deterministic(AUTO, accelerator)[0],
         default_root_dir=str(run_dir),
         precision=cfg.trainer.precision,
-        callbacks=quality_control(cfg, str(run_dir), references),
+        callbacks=list(qc := quality_control(cfg, run_dir, references)),  # a copy: Lightning adds to it
     )
     t0 = time.perf_counter()
     metrics = test_metrics(trainer, model, datamodule)
@@ -81,6 +81,9 @@ def evaluate_run(
         }
     )
     metrics = tidy(metrics)
+    # Detectors fitted now (a run made before qc.pt existed) are kept for the next evaluation. The
+    # risk-coverage curve stays the training's, like metrics.json: this one is in `out` already.
+    write_files(run_dir, {k: v for callback in qc for k, v in callback.files_to_save().items()})
     write_metrics(run_dir, metrics, name=out)
     return metrics
 

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -27,7 +28,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from shapeshift.config.errors import ConfigError
 from shapeshift.config.preflight import check_command_line
@@ -55,10 +56,23 @@ from shapeshift.engine.runtime import (
 )
 from shapeshift.engine.start_from import StartFrom
 from shapeshift.runs.fingerprint import fingerprint_keys
-from shapeshift.runs.folder import CHECKPOINT_DIR, METRICS_FILE, arch_name, aug_label, checkpoint_file
-from shapeshift.runs.lifecycle import Interrupted, RunFolder
+from shapeshift.runs.folder import (
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    RISK_COVERAGE_FILE,
+    arch_name,
+    aug_label,
+    checkpoint_file,
+)
+from shapeshift.runs.lifecycle import Interrupted, RunFolder, failures_recorded
 from shapeshift.runs.metric_keys import tidy
-from shapeshift.tracking.loggers import build_logger, finish_wandb, route_lightning_logs, silence_known_noise
+from shapeshift.tracking.loggers import (
+    build_logger,
+    finish_wandb,
+    is_wandb,
+    route_lightning_logs,
+    silence_known_noise,
+)
 from shapeshift.tracking.wandb_catalog import log_catalog
 from shapeshift.tracking.wandb_results import log_result_artifacts
 
@@ -98,112 +112,161 @@ def torch_threads(cfg: DictConfig) -> int | None:
     return None
 
 
+@dataclass
+class Plan:
+    """What a run is, checked before its folder is claimed: a bad reference, checkpoint or callback fails
+    in one line and writes nothing."""
+
+    ident: dict  # arch, aug, seed and the sweep's group
+    lead: bool  # under DDP every rank runs train(); only rank 0 writes the folder, logs and evaluates
+    dry_run: bool  # trainer.fast_dev_run: one batch per stage, nothing saved
+    uses_wandb: bool
+    references: list  # (run dir, classifier) pairs for the quality control
+    checkpointing: list  # the configured callbacks (checked: last.ckpt will exist)
+    start: StartFrom | None  # ckpt_path: the checkpoint this run starts from
+    keys: dict  # what the run's fingerprint is made of
+
+    @property
+    def identity(self) -> dict:
+        return {k: self.ident[k] for k in ("arch", "aug", "seed")}
+
+
 def train(cfg: DictConfig, callbacks: list[Callback] | None = None) -> dict:
-    """Fit, test the chosen checkpoint on every evaluation set, write `metrics.json`, return the metrics."""
+    """Fit, test the chosen checkpoint on every evaluation set, write `metrics.json`, return the metrics.
+
+    The run folder's part goes around the experiment (lightning-hydra-template's `task_wrapper`): claim it,
+    record a failure in it, close W&B whatever happens; `experiment` builds, fits, tests and finishes."""
+    prepare_process()
+    out, lead = Path(cfg.output_dir), is_lead()
+    with failures_recorded(out, lead, user_errors=(ConfigError,)):
+        plan = plan_run(cfg, out, lead)
+        if plan.dry_run:  # nothing is read from or written to the folder: no claim, no record
+            folder = RunFolder(out, fingerprint="")
+        else:
+            folder = RunFolder.claim(
+                out, plan.keys, plan.identity, force=cfg.force, wandb=plan.uses_wandb, lead=lead
+            )
+        if folder.finished is not None:
+            return folder.finished
+        try:
+            return experiment(cfg, plan, folder, callbacks or [])
+        finally:
+            finish_wandb()
+
+
+def prepare_process() -> None:
     release_memory()  # what earlier jobs of this multirun left behind
     reset_peak_memory()  # from here on, this job's own peak
     silence_known_noise()
     route_lightning_logs()
+
+
+def plan_run(cfg: DictConfig, out: Path, lead: bool) -> Plan:
     validate(cfg)
-    ident = run_identity(cfg)
-    identity = {k: ident[k] for k in ("arch", "aug", "seed")}
     resolve_hardware_choices(cfg)  # before fingerprinting: a run is tied to what it computed
-    lead = is_lead()  # under DDP every rank runs this; only rank 0 writes the folder, logs and evaluates
-    uses_wandb = str(OmegaConf.select(cfg, "logger._target_", default="")).endswith("WandbLogger")
-    # Checked and loaded before the folder is claimed: a bad reference fails in one line, writing nothing.
-    references = qc_references(cfg, cfg.qc.reference, Path(cfg.output_dir)) if lead else []
-    configured = run_callbacks(cfg, Path(cfg.output_dir) / CHECKPOINT_DIR)  # checked: last.ckpt will exist
-    start = StartFrom.open(cfg)  # ckpt_path, checked before the fingerprint hashes it (None without one)
-    folder = RunFolder.claim(
-        Path(cfg.output_dir),
-        fingerprint_keys(cfg, debug_choice()),
-        identity,
-        force=cfg.force,
-        wandb=uses_wandb,
+    return Plan(
+        ident=run_identity(cfg),
         lead=lead,
+        dry_run=bool(cfg.trainer.get("fast_dev_run")),
+        uses_wandb=is_wandb(cfg.get("logger")),
+        references=qc_references(cfg, cfg.qc.reference, out) if lead else [],
+        checkpointing=run_callbacks(cfg, out / CHECKPOINT_DIR),
+        start=StartFrom.open(cfg),  # checked before the fingerprint hashes its path (None without one)
+        keys=fingerprint_keys(cfg, debug_choice()),
     )
-    if folder.finished is not None:
-        return folder.finished
+
+
+def experiment(cfg: DictConfig, plan: Plan, folder: RunFolder, callbacks: list[Callback]) -> dict:
+    """Build, fit, test the evaluated checkpoint; on the lead process, log and finish the folder."""
     if threads := torch_threads(cfg):
         torch.set_num_threads(threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    out = folder.path
-    # Lightning's smoke flag: one batch per stage, nothing saved. The weights in memory are tested and
-    # nothing is written (no checkpoint, detectors or metrics.json), so the folder holds no result.
-    dry_run = bool(cfg.trainer.get("fast_dev_run"))
-    qc_dir = None if dry_run else out
+    out, ident = folder.path, plan.ident
     datamodule = build_datamodule(cfg)
     model = build_classifier(
         cfg, build_backbone(cfg, ident["arch"]), datamodule.test_set_names, datamodule.class_names
     )
-    if start is not None:  # before a logger starts: weights of another model fail in one line
-        start.check_fits(model, ident["arch"], cfg.arch._target_)
-    logger = experiment_logger(cfg, ident, folder.wandb_id) if lead else None
+    if plan.start is not None:  # before a logger starts: weights of another model fail in one line
+        plan.start.check_fits(model, ident["arch"], cfg.arch._target_)
+    logger = experiment_logger(cfg, ident, folder.wandb_id) if plan.lead and not plan.dry_run else None
+    # Built once: the Trainer that tests (the fit's, or a one-device one after DDP) gets this same copy.
+    # A dry run reuses no saved detectors: it reads nothing from the folder.
+    qc = quality_control(cfg, None if plan.dry_run else out, plan.references)
     trainer = instantiate(
         cfg.trainer,
         logger=logger if logger is not None else False,
-        callbacks=[*configured, *quality_control(cfg, qc_dir, references), *(callbacks or [])],
+        callbacks=[*plan.checkpointing, *qc, *callbacks],
         default_root_dir=str(out),
     )
-    resume = start.fit_from(model, folder.resume_from) if start else folder.resume_from
-    try:
-        t0 = time.perf_counter()
-        datamodule.prepare_data()
-        t_data = time.perf_counter()
-        if resume:
-            log.info("resuming %s from %s", out, resume)
-        with ddp_launch_scope(out):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
-        if trainer.interrupted:
-            raise Interrupted(f"training of {out} was interrupted; run the same command again to resume")
-        leave_process_group()
-        if not lead:
-            return {}
-        t_fit = time.perf_counter()
-        tester = evaluation_trainer(trainer, cfg, quality_control(cfg, qc_dir, references))
-        if dry_run:
-            log.info("trainer.fast_dev_run: one batch of each stage ran; nothing was saved")
-            return tidy({**test_metrics(tester, model, datamodule), **identity})
-        evaluated = checkpoint_file(out, cfg.eval.checkpoint)
-        metrics = test_metrics(tester, model, datamodule, str(evaluated))
-        t_test = time.perf_counter()
-        loaded = model.loaded_checkpoint
-        metrics.update(
-            {
-                **identity,
-                # From the newest checkpoint: under ddp_spawn this process's trainer never ran an epoch.
-                "epochs": checkpoint_epoch(checkpoint_file(out, "last")) + 1,
-                "torch_threads": torch.get_num_threads(),
-                "precision": cfg.trainer.precision,
-                "deterministic": cfg.trainer.deterministic,
-                "accelerator": tester.strategy.root_device.type,
-                "devices": trainer.world_size,
-                "time/data_s": t_data - t0,
-                "time/fit_s": t_fit - t_data,
-                "time/test_s": t_test - t_fit,
-                "memory/peak_mib": peak_memory_mib(),  # this job's peak resident memory, whole process
-                "memory/gpu_peak_mib": gpu_peak_memory_mib(tester.strategy.root_device),
-                "checkpoint": str(evaluated.relative_to(out)),
-                "eval/checkpoint": cfg.eval.checkpoint,
-                "eval/epoch": loaded["epoch"],
-                "eval/step": loaded["step"],
-                **{k: v for k, v in loaded.items() if k.startswith("val/")},
-                "wandb/run_id": folder.wandb_id if logger is not None and uses_wandb else None,
-            }
-        )
-        metrics = tidy({**metrics, "fingerprint": folder.fingerprint})
-        numbers = {k: v for k, v in metrics.items() if isinstance(v, float)}
-        if isinstance(logger, WandbLogger):  # the headline as summary values, then curves and two tables
-            log_catalog(logger.experiment, metrics, datamodule, model)
-        elif logger is not None:
-            logger.log_metrics(numbers)
-        finished = folder.finish(metrics)
-        if isinstance(logger, WandbLogger):  # metrics.json (and the checkpoint) once written: artifacts
-            log_result_artifacts(logger.experiment, cfg.logger, out, evaluated, cfg.eval.checkpoint)
-        return finished
-    finally:
-        finish_wandb()
+    resume = None if plan.dry_run else folder.resume_from
+    if plan.start is not None:
+        resume = plan.start.fit_from(model, resume)
+    t0 = time.perf_counter()
+    datamodule.prepare_data()
+    t_data = time.perf_counter()
+    if resume:
+        log.info("resuming %s from %s", out, resume)
+    with ddp_launch_scope(out):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+    if trainer.interrupted:
+        raise Interrupted(f"training of {out} was interrupted; run the same command again to resume")
+    leave_process_group()
+    if not plan.lead:
+        return {}
+    t_fit = time.perf_counter()
+    tester = evaluation_trainer(trainer, cfg, list(qc))  # a copy: Lightning adds its own callbacks to it
+    if plan.dry_run:  # the weights in memory are tested; no checkpoint exists to load
+        log.info("trainer.fast_dev_run: one batch of each stage ran; nothing was saved")
+        return tidy({**test_metrics(tester, model, datamodule), **plan.identity})
+    evaluated = checkpoint_file(out, cfg.eval.checkpoint)
+    metrics = test_metrics(tester, model, datamodule, str(evaluated))
+    times = {
+        "time/data_s": t_data - t0,
+        "time/fit_s": t_fit - t_data,
+        "time/test_s": time.perf_counter() - t_fit,
+    }
+    metrics = tidy(
+        {
+            **metrics,
+            **plan.identity,
+            **run_facts(cfg, trainer, tester, model, evaluated, out),
+            **times,
+            "wandb/run_id": folder.wandb_id if logger is not None and plan.uses_wandb else None,
+            "fingerprint": folder.fingerprint,
+        }
+    )
+    if isinstance(logger, WandbLogger):  # the headline as summary values, then curves and two tables
+        log_catalog(logger.experiment, metrics, datamodule, model)
+    elif logger is not None:
+        logger.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
+    files = {RISK_COVERAGE_FILE: model.test_run.qc_curves} if model.test_run.qc_curves else {}
+    for callback in qc:
+        files.update(callback.files_to_save())
+    finished = folder.finish(metrics, files)
+    if isinstance(logger, WandbLogger):  # metrics.json (and the checkpoint) once written: artifacts
+        log_result_artifacts(logger.experiment, cfg.logger, out, evaluated, cfg.eval.checkpoint)
+    return finished
+
+
+def run_facts(cfg: DictConfig, trainer, tester, model, evaluated: Path, out: Path) -> dict:
+    """What the run ran on and which weights its test measured, beside the test's metrics."""
+    loaded = model.loaded_checkpoint
+    return {
+        # From the newest checkpoint: under ddp_spawn this process's trainer never ran an epoch.
+        "epochs": checkpoint_epoch(checkpoint_file(out, "last")) + 1,
+        "torch_threads": torch.get_num_threads(),
+        "precision": cfg.trainer.precision,
+        "deterministic": cfg.trainer.deterministic,
+        "accelerator": tester.strategy.root_device.type,
+        "devices": trainer.world_size,
+        "memory/peak_mib": peak_memory_mib(),  # this job's peak resident memory, whole process
+        "memory/gpu_peak_mib": gpu_peak_memory_mib(tester.strategy.root_device),
+        "checkpoint": str(evaluated.relative_to(out)),
+        "eval/checkpoint": cfg.eval.checkpoint,
+        "eval/epoch": loaded["epoch"],
+        "eval/step": loaded["step"],
+        **{k: v for k, v in loaded.items() if k.startswith("val/")},
+    }
 
 
 # Config groups whose chosen option W&B can group and filter runs by (beside arch, aug, cell and seed).
@@ -265,11 +328,13 @@ def main(cfg: DictConfig) -> float | None:
     out = Path(cfg.output_dir)
     # In a multirun a failed job is re-raised: Hydra marks it failed and runs the others.
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-    with command_errors(run_dir=out, reraise=multirun):
+    with command_errors(reraise=multirun):  # train() records a failure in the run's error.txt
         metrics = train(cfg)
     if not metrics:  # a DDP rank other than 0: it trained; rank 0 evaluates and reports
         return None
     log.info("\n%s", _summary(metrics, out))
+    if cfg.trainer.get("fast_dev_run"):  # a dry run's metrics describe one batch: nothing to optimize
+        return None
     with command_errors(reraise=multirun):  # the run itself finished: no error.txt for it
         return objective(metrics, cfg.optimized_metric)
 

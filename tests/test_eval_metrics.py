@@ -9,8 +9,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from shapeshift.config.schema import QCConfig
 from shapeshift.data.render import render, sample_params
 from shapeshift.models.classifier import Classifier
+from shapeshift.models.test_run import TestRun
 from shapeshift.qc.bank import DetectorBank
 
 
@@ -28,17 +30,17 @@ def run_test_loop(sets: dict, cut: float = math.nan) -> dict:
     y = torch.cat([sets[n][1] for n in names])
     s = torch.cat([torch.full((len(sets[n][1]),), i) for i, n in enumerate(names)])
     model = Classifier(nn.Identity(), num_classes=2, test_set_names=names, consistency_shift=0)
-    bank = DetectorBank(["msp", "energy"], gate="msp")
+    bank = DetectorBank(QCConfig(detectors=["msp", "energy"], gate="msp", novelty=None))
     bank.cut = torch.tensor(cut, dtype=torch.float64)
-    model.attach_qc(bank)
+    model.test_run = TestRun(detectors=bank)
     trainer = L.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
     )
     trainer.test(model, DataLoader(TensorDataset(x, y, s), batch_size=7), verbose=False)
-    # Every metric is on the module; Lightning's callback metrics hold each set's accuracy.
+    # Every metric is in model.test_run; Lightning's callback metrics hold each set's accuracy.
     logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    assert logged == {f"test/{n}/acc": model.test_results[f"test/{n}/acc"] for n in names}
-    return model.test_results
+    assert logged == {f"test/{n}/acc": model.test_run.metrics[f"test/{n}/acc"] for n in names}
+    return model.test_run.metrics
 
 
 def test_ece_and_auroc_on_hand_made_logits():
@@ -99,7 +101,7 @@ def test_shift_consistency(backbone, expect_one):
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
     )
     trainer.test(model, DataLoader(TensorDataset(x, y, torch.zeros_like(y)), batch_size=32), verbose=False)
-    consistency = model.test_results["test/consistency"]
+    consistency = model.test_run.metrics["test/consistency"]
     assert float(trainer.callback_metrics["test/consistency"]) == consistency
     if expect_one:
         assert consistency == 1.0

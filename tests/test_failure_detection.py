@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from shapeshift.config.schema import QCConfig
 from shapeshift.qc.bank import DetectorBank
 from shapeshift.qc.detectors import log_prob_of, reference_score
 from shapeshift.qc.estimates import per_set
@@ -60,7 +61,7 @@ def test_one_kind_of_prediction_has_no_failure_auroc():
 
 
 def test_every_set_gets_failure_metrics_on_itself_pooled_with_the_iid_set():
-    bank = DetectorBank(["msp", "energy"], gate="msp")
+    bank = DetectorBank(QCConfig(detectors=["msp", "energy"], gate="msp", novelty=None))
     torch.manual_seed(0)
     logits = torch.randn(30, 2)
     set_index = torch.tensor([0] * 10 + [1] * 10 + [2] * 10)  # iid, rotation/s1, mix

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from shapeshift.config.errors import ConfigError
+from shapeshift.config.schema import QCConfig
 from shapeshift.engine.references import reference_runs
 from shapeshift.engine.restore import load_model, load_run_config
 from shapeshift.evaluate import evaluate_run
@@ -71,7 +72,7 @@ class Data:
 def test_a_quadrant_reader_is_caught_by_a_shape_reader_and_only_by_it(with_reference):
     rng = np.random.default_rng(0)
     model, data = Model("position"), Data(rng)
-    bank = DetectorBank(["msp", "energy"], gate="auto", keep=0.95)
+    bank = DetectorBank(QCConfig(detectors=["msp", "energy"], gate="auto", novelty=None))
     if with_reference:
         bank.attach_references([Model("shape")], ["shape-reader"])
     bank.calibrate(model, data, select_on=[])
@@ -105,7 +106,7 @@ def test_the_gate_keeps_the_right_validation_predictions_not_the_errors_among_th
     (x, y), (sx, sy) = images(170, False, rng), images(30, True, rng)
     data = Data(rng)
     data.val = (np.concatenate([x, sx]), np.concatenate([y, sy]))
-    bank = DetectorBank(["msp"], gate="reference")
+    bank = DetectorBank(QCConfig(detectors=["msp"], gate="reference", novelty=None))
     bank.attach_references([Model("shape")])
     bank.calibrate(Model("position"), data, select_on=[])
     scores = bank.val_scores["reference"]

@@ -1,12 +1,11 @@
 import json
-import os
 import re
 
 import numpy as np
 import pytest
 
 from shapeshift.train import train
-from tests.helpers import KillAtEpoch, assert_metrics_consistent, finished_wandb_records, without_measurements
+from tests.helpers import KillAtEpoch, assert_metrics_consistent, run_cli, without_measurements
 
 SMALL = ["debug=smoke", "logger=csv"]
 
@@ -53,74 +52,6 @@ def test_same_seed_same_metrics(cfg_factory, tmp_path):
     assert without_measurements(a) == without_measurements(b)
 
 
-def test_offline_wandb_run_writes_its_folder(cfg_factory, tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    cfg = cfg_factory("debug=smoke", "logger=wandb", "arch=cnn")
-    train(cfg)
-    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1
-    records = finished_wandb_records(runs[0])
-    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
-    config = {u.key: json.loads(u.value_json) for u in run.config.update}
-    assert run.job_type == "train"  # the dashboard can group by choice names and filter by job type
-    assert config["choices"] == {
-        "arch": "cnn",
-        "aug": "none",
-        "cell": "cnn-none",
-        "seed": 0,
-        # every config group's option, to group and filter by; a smoke run is tagged so
-        **{"data": "shapes", "trainer": "default", "scheduler": None, "callbacks": "default"},
-        **{"experiment": None, "debug": "smoke"},
-    }
-    assert "smoke" in run.tags
-    summary = {
-        u.key: json.loads(u.value_json)
-        for r in records
-        if r.WhichOneof("record_type") == "summary"
-        for u in r.summary.update
-    }
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert summary["test/iid/acc"] == metrics["test/iid/acc"]
-    history = [
-        {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
-        for r in records
-        if r.WhichOneof("record_type") == "history"
-    ]
-    assert not any(
-        k.startswith("test/") for row in history for k in row
-    )  # test metrics once: summary, not history
-    # Metrics against severity (step metric `severity`, 0 = i.i.d.), for the dashboard to average over runs.
-    curve = {row["severity"]: row for row in history if "severity" in row}
-    assert sorted(curve) == [0, 1, 2, 3, 4, 5]
-    assert curve[0]["severity/rotation/acc"] == metrics["test/iid/acc"]
-    assert curve[5]["severity/position/acc"] == metrics["test/position/s5/acc"]
-    assert not any("auroc" in k for row in curve.values() for k in row)  # accuracy only: one panel a family
-    defined = {
-        r.metric.name or r.metric.glob_name: r.metric.step_metric
-        for r in records
-        if r.WhichOneof("record_type") == "metric"
-    }
-    assert defined.get("severity/rotation/*") == "severity"
-    # Training curves against the optimizer step, as Lightning sets them on the runs it starts itself.
-    assert defined.get("train/*") == defined.get("val/*") == "trainer/global_step"
-    steps = [row["trainer/global_step"] for row in history if "train/loss" in row]
-    assert steps and steps == sorted(steps)  # every training row carries its optimizer step
-    # Accuracy-vs-severity charts and example images with predictions travel with the run.
-    media = runs[0] / "files" / "media"
-    (examples,) = (media / "table").glob("examples_*.table.json")  # one table, not an image panel per set
-    examples = json.loads(examples.read_text())
-    assert sum(row[0] == "position/s5" for row in examples["data"]) == 4
-    (table,) = (media / "table").glob("results_*.table.json")  # one row per evaluation set
-    table = json.loads(table.read_text())
-    assert table["columns"][:5] == ["set", "family", "severity", "acc", "ece"] and len(table["data"]) == 52
-    import wandb
-
-    assert wandb.run is None  # finished, so a next job cannot log into this run
-    assert os.environ["WANDB_MODE"] == "offline"
-
-
 def test_a_resumed_run_continues_its_wandb_run(cfg_factory, tmp_path, monkeypatch):
 
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -148,13 +79,21 @@ def test_the_examples_are_the_most_confidently_wrong():
     assert confidently_wrong(predicted, confidence, labels, 4).tolist() == [2, 5, 1, 3]
 
 
-def test_lightnings_fast_dev_run_tests_one_batch_and_saves_nothing(cfg_factory, tmp_path):
-    metrics = train(cfg_factory("debug=smoke", "logger=none", "trainer.fast_dev_run=true"))
-    assert 0.0 <= metrics["test/iid/acc"] <= 1.0 and metrics["arch"] == "cnn"
+def test_lightnings_fast_dev_run_from_the_command_line_runs_and_saves_nothing(
+    cfg_factory, tmp_path, cache_dir
+):
+    """As a user types it: exit 0, one batch of each stage, and the folder holds no result, no record
+    (run.json) and no error. Its metrics describe one batch, so there is nothing for a sweeper either."""
     run_dir = tmp_path / "run"
-    assert not any((run_dir / name).exists() for name in ("metrics.json", "qc.pt", "checkpoints"))
+    args = ["debug=smoke", "logger=none", "trainer.fast_dev_run=true", f"hydra.run.dir={run_dir}"]
+    done = run_cli("train", args, cache_dir)
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = done.stdout + done.stderr
+    assert "one batch of each stage ran; nothing was saved" in said and "test/iid/acc" in said
+    saved = ("metrics.json", "run.json", "error.txt", "qc.pt", "risk_coverage.json", "checkpoints")
+    assert not any((run_dir / name).exists() for name in saved)
     # Nothing to protect: the same folder then takes a real run.
-    assert train(cfg_factory("debug=smoke", "logger=none"))["epochs"] == 1
+    assert train(cfg_factory("debug=smoke", "logger=none", output_dir=run_dir))["epochs"] == 1
 
 
 def test_a_sweeper_optimizes_a_validation_metric_by_default(cfg_factory):

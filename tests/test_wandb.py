@@ -77,6 +77,17 @@ def test_a_train_run_logs_a_headline_curves_compact_tables_and_artifacts(cfg_fac
     got = read_run(run_dir)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     families = sorted({k.split("/")[1] for k in metrics if k.count("/") == 3 and "/s5/" in k})
+    import wandb
+
+    assert wandb.run is None  # finished, so a next job cannot log into this run
+
+    # The run: a train job, named by its config group choices so the dashboard can group and filter.
+    assert got["run"].job_type == "train" and "smoke" in got["run"].tags
+    assert got["config"]["choices"] == {
+        **{"arch": "cnn", "aug": "none", "cell": "cnn-none", "seed": 0, "data": "shapes"},
+        **{"trainer": "default", "scheduler": None, "callbacks": "default", "experiment": None},
+        "debug": "smoke",
+    }
 
     # The summary: a few dozen headline numbers, not every float of metrics.json.
     summary = got["summary"]
@@ -104,7 +115,10 @@ def test_a_train_run_logs_a_headline_curves_compact_tables_and_artifacts(cfg_fac
     assert curve[0]["severity/rotation/acc"] == metrics["test/iid/acc"]
     assert curve[5]["severity/position/acc"] == metrics["test/position/s5/acc"]
     assert got["defined"]["severity/rotation/*"] == "severity"
-    assert got["defined"]["train/*"] == "trainer/global_step"
+    assert got["defined"]["train/*"] == got["defined"]["val/*"] == "trainer/global_step"
+    steps = [row["trainer/global_step"] for row in got["history"] if "train/loss" in row]
+    assert steps and steps == sorted(steps)  # every training row carries its optimizer step
+    assert not any(k.startswith("test/") for row in got["history"] for k in row)  # test metrics: summary only
 
     # Two tables, one panel each: the evaluation sets (compact) and the example images.
     media = run_dir / "files" / "media"

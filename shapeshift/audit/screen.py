@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import open_dict
 
 from shapeshift.audit.images import Folder
 from shapeshift.config.errors import ConfigError
@@ -20,6 +21,7 @@ from shapeshift.engine.runtime import AUTO, device_for
 from shapeshift.qc.bank import CONFIDENCE
 from shapeshift.qc.estimates import AGREEMENT, ATC, agreement_estimate, interval
 from shapeshift.qc.gate import atc_estimate
+from shapeshift.runs.folder import write_files
 
 
 @dataclass
@@ -79,11 +81,13 @@ def screen(
     model = model.to(device_for(accelerator))  # inputs follow the model (DetectorBank._passes)
     override_qc(cfg, gate, reference)
     references = qc_references(cfg, cfg.qc.reference, run_dir)
-    (qc,) = quality_control(cfg, str(run_dir), references) or [None]
+    with open_dict(cfg):
+        cfg.qc.keep = keep
+    (qc,) = quality_control(cfg, run_dir, references) or [None]
     if qc is None:
         raise ConfigError(f"{run_dir} has no o.o.d. detectors (qc.detectors is empty)")
-    qc.keep = keep
     bank = qc.bank_for(model, datamodule)  # the run's qc.pt (or fitted now), calibrated
+    write_files(run_dir, qc.files_to_save())  # detectors fitted now are kept for the next audit
     if math.isnan(bank.cut):
         raise ConfigError(f"the gate {bank.gate} cannot set a threshold for {run_dir}: its scores saturate")
     logits, scores = bank.forward_scores(model, folder.images)

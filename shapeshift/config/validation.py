@@ -1,6 +1,6 @@
 """Checks a config's types cannot express, and the command line's "did you mean": one readable line each.
 
-The schemas themselves (config.py) refuse unknown keys and wrong types at compose time; what is left is
+The schemas themselves (schema.py) refuse unknown keys and wrong types at compose time; what is left is
 values (positive sizes, a gate among the detectors) and naming the key a typo meant.
 """
 
@@ -14,19 +14,30 @@ from shapeshift.config.errors import ConfigError
 from shapeshift.config.schema import AUTO_GATE, DETECTORS, PADDING_MODES, REFERENCE, TrainConfig
 
 
-def validate_qc(qc: DictConfig) -> None:
-    if not qc.detectors:
-        return
+def check_detector_roles(qc) -> None:
+    """The gate and the novelty detector are among the detectors (or chosen: `auto`, `reference`). Here
+    once, for the config (at start) and for a DetectorBank built from settings in code."""
+    unknown = [d for d in qc.detectors if d not in DETECTORS]
+    if unknown:
+        raise ConfigError(f"qc.detectors: unknown {unknown}; choose from {', '.join(DETECTORS)}")
     if qc.gate not in (*qc.detectors, AUTO_GATE, REFERENCE):
         raise ConfigError(
             f"qc.gate={qc.gate} must be auto, reference or one of qc.detectors {list(qc.detectors)}"
         )
-    if qc.gate == REFERENCE and not qc.reference:
-        raise ConfigError("qc.gate=reference needs qc.reference=<run, [runs] or sweep dir>")
     if qc.novelty not in (*qc.detectors, AUTO_GATE, None):
         raise ConfigError(
             f"qc.novelty={qc.novelty} must be auto, null or one of qc.detectors {list(qc.detectors)}"
         )
+    if not 0 < qc.keep < 1 or qc.k < 1:
+        raise ConfigError(f"qc.keep must be in (0, 1) and qc.k >= 1, got keep={qc.keep}, k={qc.k}")
+
+
+def validate_qc(qc: DictConfig) -> None:
+    if not qc.detectors:
+        return
+    check_detector_roles(qc)
+    if qc.gate == REFERENCE and not qc.reference:
+        raise ConfigError("qc.gate=reference needs qc.reference=<run, [runs] or sweep dir>")
     if not 0 <= qc.reference_min_acc <= 1:
         raise ConfigError(f"qc.reference_min_acc must be in [0, 1], got {qc.reference_min_acc}")
 
@@ -95,12 +106,7 @@ def validate(cfg: DictConfig) -> None:
             )
     if cfg.eval.checkpoint not in ("last", "best"):
         raise ConfigError(f"eval.checkpoint must be last or best, got {cfg.eval.checkpoint!r}")
-    unknown = [d for d in cfg.qc.detectors if d not in DETECTORS]
-    if unknown:
-        raise ConfigError(f"qc.detectors: unknown {unknown}; choose from {', '.join(DETECTORS)}")
     validate_qc(cfg.qc)
-    if not 0 < cfg.qc.keep < 1 or cfg.qc.k < 1:
-        raise ConfigError(f"qc.keep must be in (0, 1) and qc.k >= 1, got keep={cfg.qc.keep}, k={cfg.qc.k}")
     if not isinstance(cfg.arch, DictConfig) or "_target_" not in cfg.arch:
         raise ConfigError("arch must be a config with a _target_ (choose a file from conf/arch/)")
     if cfg.arch.get("padding_mode", "zeros") not in PADDING_MODES:

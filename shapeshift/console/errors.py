@@ -1,5 +1,5 @@
 """Every command's way out: a user's mistake ends in one line on stderr and exit code 2, Ctrl-C in 130,
-anything else in its traceback (and, for a run, `error.txt` in its folder)."""
+anything else in its traceback. (A run's `error.txt` is its folder's: `shapeshift.runs.lifecycle`.)"""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 from shapeshift.config.errors import ConfigError
-from shapeshift.runs.folder import ERROR_FILE, RunMismatch, record_failure
+from shapeshift.runs.folder import RunMismatch
 from shapeshift.runs.lifecycle import Interrupted
 
 log = logging.getLogger("shapeshift")
@@ -18,11 +17,11 @@ log = logging.getLogger("shapeshift")
 
 @contextlib.contextmanager
 def command_errors(
-    run_dir: Path | None = None, reraise: bool = False, user_errors: tuple[type[BaseException], ...] = ()
+    reraise: bool = False, user_errors: tuple[type[BaseException], ...] = ()
 ) -> Iterator[None]:
-    """`run_dir`: where a failure is recorded (`error.txt`). `reraise`: a multirun's job, which Hydra marks
-    failed while the other jobs run on. `user_errors`: more exceptions a user's input causes (a missing
-    image folder for `audit`), reported like a `ConfigError`."""
+    """`reraise`: a multirun's job, which Hydra marks failed while the other jobs run on. `user_errors`:
+    more exceptions a user's input causes (a missing image folder for `audit`), reported like a
+    `ConfigError`."""
     try:
         yield
     except RunMismatch as err:  # the folder is another run's: leave it exactly as it was
@@ -31,15 +30,8 @@ def command_errors(
             raise
         sys.exit(2)
     except (ConfigError, Interrupted, *user_errors) as err:
-        if run_dir is not None:
-            record_failure(run_dir, err)
         kind = "config error: " if type(err) is ConfigError else ""  # not its kin (a run that cannot load)
         print(f"shapeshift: {kind}{err}", file=sys.stderr)
         if reraise:
             raise
         sys.exit(130 if isinstance(err, Interrupted) else 2)
-    except Exception as err:
-        if run_dir is not None:
-            record_failure(run_dir, err)
-            log.error("job failed: %s: %s (traceback in %s)", type(err).__name__, err, run_dir / ERROR_FILE)
-        raise

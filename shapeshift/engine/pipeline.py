@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
@@ -70,29 +71,15 @@ def build_classifier(
     )
 
 
-def quality_control(cfg: DictConfig, run_dir: str | None, references=()) -> list[QualityControl]:
+def quality_control(cfg: DictConfig, saved: str | Path | None, references=()) -> list[QualityControl]:
     """The callback that fits and calibrates the run's detectors before its test (none when qc.detectors
-    is empty); `references`: (run dir, classifier) pairs from `shapeshift.engine.references.resolve`."""
-    qc = cfg.qc
-    if not qc.detectors:
-        return []
-    select_on = OmegaConf.to_container(qc.select_on, resolve=True) if qc.get("select_on") else []
-    return [
-        QualityControl(
-            list(qc.detectors),
-            qc.gate,
-            qc.keep,
-            qc.k,
-            run_dir,
-            novelty=qc.get("novelty"),
-            select_on=select_on,
-            references=references,
-        )
-    ]
+    is empty). `saved`: the run folder whose qc.pt it may reuse (None: always fit); `references`: (run
+    dir, classifier) pairs from `shapeshift.engine.references`."""
+    return [QualityControl(cfg.qc, saved, references)] if cfg.qc.detectors else []
 
 
 def test_metrics(trainer, model: Classifier, datamodule, ckpt_path: str | None = None) -> dict[str, float]:
-    """Run the test loop over every evaluation set; per-set metrics plus family and o.o.d. means."""
+    """Run the test loop over every evaluation set; per-set metrics plus family and o.o.d. means, and
+    which gate the QC metrics describe (`model.test_run` holds the rest: curves, predictions)."""
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-    metrics = aggregate(model.test_results)
-    return {**metrics, **model.qc_summary}  # which gate the QC metrics describe, and its references
+    return {**aggregate(model.test_run.metrics), **model.test_run.qc_summary}

@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 
 from shapeshift.data import IID
 from shapeshift.models.features import tapped
+from shapeshift.models.test_run import TestRun
 
 
 def random_translations(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -71,9 +72,7 @@ class Classifier(L.LightningModule):
         )
         self.loss = nn.CrossEntropyLoss()
         self.loaded_checkpoint: dict = {}
-        self.attach_qc(None)
-        self.qc_summary: dict = {}  # what the last test's gate rested on (QualityControl.on_test_end)
-        self.test_results: dict[str, float] = {}  # every metric of the last test (on_test_epoch_end)
+        self.test_run = TestRun()  # the last test's results; QualityControl gives it its detectors
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.set_test_sets(test_set_names)
@@ -87,12 +86,6 @@ class Classifier(L.LightningModule):
             MulticlassCalibrationError(self.num_classes, n_bins=self.ece_bins, norm="l1") for _ in names
         )
         self.consistency = MeanMetric()
-
-    def attach_qc(self, bank) -> None:
-        """A fitted DetectorBank scored in the test loop's own forward pass. Kept out of the module tree:
-        the detectors are no part of the weights (nor of the checkpoint's state dict)."""
-        self.__dict__["qc"] = bank
-        self.__dict__["qc_curves"] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x.contiguous(memory_format=self.memory_format))
@@ -121,13 +114,14 @@ class Classifier(L.LightningModule):
     def test_step(self, batch, batch_idx):
         # Batches mix evaluation sets; the third tensor says which set each image belongs to.
         x, y, set_index = batch
-        if self.qc is None:
+        detectors = self.test_run.detectors
+        if detectors is None:
             logits = self(x)
         else:
             with tapped(self.backbone) as tap:
                 logits = self(x)
-            features = tap.features() if self.qc.needs_features else {}
-            self.qc.update(set_index, logits.argmax(1) == y, logits.float(), features, x)
+            features = tap.features() if detectors.needs_features else {}
+            detectors.update(set_index, logits.argmax(1) == y, logits.float(), features, x)
         probs = logits.softmax(dim=1)
         confidence, predicted = probs.max(dim=1)
         self._predictions.append((predicted.cpu(), confidence.float().cpu()))  # in evaluation-set order
@@ -149,7 +143,7 @@ class Classifier(L.LightningModule):
     def on_test_epoch_end(self):
         # Not sent to the logger here: train() writes the whole result once (W&B: as the run's summary).
         # Per image, in the evaluation sets' order: what W&B's example images are chosen from.
-        self.test_predictions = (
+        predictions = (
             tuple(torch.cat(t) for t in zip(*self._predictions, strict=True)) if self._predictions else ()
         )
         results: dict[str, float] = {}
@@ -164,13 +158,14 @@ class Classifier(L.LightningModule):
         if self.consistency.update_called:
             results["test/consistency"] = headline["test/consistency"] = float(self.consistency.compute())
             self.consistency.reset()
-        if self.qc is not None:
-            metrics, self.qc_curves = self.qc.compute(self.test_set_names)
+        detectors, curves = self.test_run.detectors, {}
+        if detectors is not None:
+            metrics, curves = detectors.compute(self.test_set_names)
             results.update({key: float(value) for key, value in metrics.items()})
-        # Every value on the module, only the headline in Lightning's callback metrics: its result
+        # Every value in `test_run`, only the headline in Lightning's callback metrics: its result
         # collection stores each logged value at a cost, and the ~1,500 of a smoke run with QC took 0.7 s
         # of its 1.9 s (measured in process).
-        self.test_results = results
+        self.test_run = TestRun(detectors, results, predictions, curves)
         self.log_dict(headline, logger=False)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

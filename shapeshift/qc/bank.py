@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from shapeshift.config.schema import AUTO_GATE, NOVELTY_ORDER, REFERENCE
+from shapeshift.config.schema import AUTO_GATE, NOVELTY_ORDER, REFERENCE, QCConfig
+from shapeshift.config.validation import check_detector_roles
 from shapeshift.console.progress import track
 from shapeshift.data import IID
 from shapeshift.data.base import model_input
@@ -37,27 +38,17 @@ CONFIDENCE = "_confidence"  # ATC's score (log max-softmax), kept whichever dete
 
 
 class DetectorBank(nn.Module):
-    def __init__(
-        self,
-        detectors: Sequence[str],
-        gate: str = AUTO_GATE,
-        keep: float = 0.95,
-        k: int = 10,
-        novelty: str | None = None,
-    ):
+    def __init__(self, settings: QCConfig):
+        """`settings`: the run's `qc` config (a QCConfig or the DictConfig composed from it); the bank reads
+        its detectors, gate, novelty, keep and k."""
         super().__init__()
-        if gate not in (*detectors, AUTO_GATE, REFERENCE):
-            raise ValueError(
-                f"qc.gate={gate!r} must be auto, reference or one of qc.detectors {list(detectors)}"
-            )
+        check_detector_roles(settings)
+        detectors, novelty = list(settings.detectors), settings.novelty
         if novelty == AUTO_GATE:
             novelty = next((d for d in NOVELTY_ORDER if d in detectors), None)
-        if novelty is not None and novelty not in detectors:
-            raise ValueError(
-                f"qc.novelty={novelty!r} must be auto, None or one of qc.detectors {list(detectors)}"
-            )
-        self.detectors = nn.ModuleDict({name: build(name, k) for name in detectors})
-        self.gate_setting, self.novelty, self.keep, self.k = gate, novelty, keep, k
+        self.detectors = nn.ModuleDict({name: build(name, settings.k) for name in detectors})
+        gate = settings.gate
+        self.gate_setting, self.novelty, self.keep, self.k = gate, novelty, settings.keep, settings.k
         self.confidence = MaxSoftmax()
         self.references: list[nn.Module] = []  # other runs' classifiers: not saved, given at each use
         self.reference_runs: list[str] = []
@@ -240,6 +231,7 @@ class DetectorBank(nn.Module):
 
 
 def save(bank: DetectorBank, path: Path) -> None:
+    """The fitted part, for `load`. Where and when is the run folder's (`shapeshift.runs`): called by it."""
     torch.save(
         {
             "detectors": list(bank.detectors),
@@ -251,23 +243,16 @@ def save(bank: DetectorBank, path: Path) -> None:
     )
 
 
-def load(
-    path: Path,
-    detectors: Sequence[str],
-    k: int,
-    fitted_on: dict,
-    gate: str = AUTO_GATE,
-    keep: float = 0.95,
-    novelty: str | None = None,
-) -> DetectorBank | None:
-    """The saved bank if it was fitted with these detectors on these weights, else None (refit)."""
+def load(path: Path, settings: QCConfig, fitted_on: dict) -> DetectorBank | None:
+    """The saved bank if it was fitted with these detectors and k on these weights, else None (refit)."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError):
         return None
-    if (saved.get("detectors"), saved.get("k"), saved.get("fitted_on")) != (list(detectors), k, fitted_on):
+    wanted = (list(settings.detectors), settings.k, fitted_on)
+    if (saved.get("detectors"), saved.get("k"), saved.get("fitted_on")) != wanted:
         return None
-    bank = DetectorBank(detectors, gate, keep, k, novelty)
+    bank = DetectorBank(settings)
     if set(saved["state_dict"]) != set(bank.state_dict()):  # an older format (the Mahalanobis precision)
         log.info("%s was saved by an older version of shapeshift: the detectors are fitted again", path)
         return None

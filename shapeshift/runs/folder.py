@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,15 +133,30 @@ def write_metrics(run_dir: str | os.PathLike, metrics: dict, name: str = METRICS
     return write_json(Path(run_dir) / name, tidy(metrics))
 
 
+def write_files(run_dir: str | os.PathLike, files: Mapping[str, dict | Callable[[Path], object]]) -> None:
+    """Every file a command adds to a run folder, in the order given: a dict is written as JSON, a callable
+    (a torch save, from a layer that knows torch) is handed the file's path. The one way into a run
+    folder besides the lifecycle's own record, so where each file goes is decided here."""
+    for name, content in files.items():
+        path = Path(run_dir) / name
+        if callable(content):
+            content(path)
+        else:
+            write_json(path, content)
+
+
 def read_metrics(run_dir: str | os.PathLike, name: str = METRICS_FILE) -> dict:
     return json.loads((Path(run_dir) / name).read_text())
 
 
 # -- failures ----------------------------------------------------------------------------------------------
 def record_failure(run_dir: Path, err: BaseException) -> None:
-    """The failed job's error in its own folder, so a sweep report can say why it has no results."""
+    """The failed job's error in its own folder, so a sweep report can say why it has no results. Only into
+    a folder that exists (Hydra made it for the job, or the run claimed it): a job refused before it
+    started, called in process, leaves no folder behind."""
+    if not run_dir.is_dir():
+        return
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
         text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
         (run_dir / ERROR_FILE).write_text(f"{type(err).__name__}: {err}\n\n{text}")
     except OSError:

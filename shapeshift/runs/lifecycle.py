@@ -1,15 +1,18 @@
 """A run folder's lifecycle around the experiment: claim it (skip a finished run, resume an interrupted
 one, refuse another config's, replace with `force`), then write the result last. Torch-free.
 
-`train()` does the experiment between `RunFolder.claim` and `RunFolder.finish`; what a folder holds and
-how a fingerprint is made is `shapeshift.runs.folder`'s.
+`train()` claims the folder, then runs its experiment inside `RunFolder.running` (a failure is recorded,
+W&B is closed), which ends in `RunFolder.finish`. What a folder holds and how a fingerprint is made is
+`shapeshift.runs.folder`'s; nothing else writes into a run folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +22,15 @@ from shapeshift.runs.folder import (
     ERROR_FILE,
     METRICS_FILE,
     RECORD_FILE,
+    RunMismatch,
     check_reuse,
     checkpoint_file,
     digest,
     is_finished,
     new_record,
     read_metrics,
+    record_failure,
+    write_files,
     write_json,
     write_metrics,
 )
@@ -83,7 +89,29 @@ class RunFolder:
         last = checkpoint_file(self.path, "last")
         return last if last.is_file() else None
 
-    def finish(self, metrics: dict) -> dict:
-        """Write `metrics.json`, last: its presence marks the run finished."""
+    def finish(self, metrics: dict, files: Mapping[str, dict | Callable[[Path], object]] = ()) -> dict:
+        """Write the run's other result files (`files`: name -> JSON dict, or a function that writes the
+        path), then `metrics.json`, last: its presence marks the run finished."""
+        write_files(self.path, dict(files))
         write_metrics(self.path, metrics)
         return metrics
+
+
+@contextlib.contextmanager
+def failures_recorded(
+    path: Path, lead: bool = True, user_errors: tuple[type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """Around a whole job: its failure is written to the folder's `error.txt` (what a sweep's report says
+    of a job with no results) and re-raised. Not a folder that holds another config's run: it is left as
+    it was. `lead`: only the process that owns the folder writes. `user_errors` (a bad config) are said in
+    one line on the console, not announced here with their traceback's place."""
+    try:
+        yield
+    except RunMismatch:
+        raise
+    except Exception as err:
+        if lead:
+            record_failure(path, err)
+            if not isinstance(err, (Interrupted, *user_errors)):
+                log.error("job failed: %s: %s (traceback in %s)", type(err).__name__, err, path / ERROR_FILE)
+        raise

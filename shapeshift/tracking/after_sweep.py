@@ -11,6 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from shapeshift.reporting import print_summary, report
+from shapeshift.tracking.loggers import is_wandb
 from shapeshift.tracking.wandb_run import log_sweep_summary
 
 log = logging.getLogger("shapeshift")
@@ -28,7 +29,7 @@ class ReportAfterSweep(Callback):
             result = report([str(sweep)], plots=self.plots)
             print_summary(result)
             logger = config.get("logger") or {}
-            if str(logger.get("_target_", "")).endswith("WandbLogger"):
+            if is_wandb(logger):
                 log_sweep_summary(sweep, result, logger, config)
         except Exception as err:  # noqa: BLE001 - a report problem must not fail a finished sweep
             log.warning(

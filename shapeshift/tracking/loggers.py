@@ -44,6 +44,11 @@ def route_lightning_logs() -> None:
         own.propagate = True
 
 
+def is_wandb(logger: DictConfig | dict | None) -> bool:
+    """Whether a logger config (`cfg.logger`, a callback's copy of it) makes a W&B logger."""
+    return bool(logger) and str(logger.get("_target_", "")).endswith("WandbLogger")
+
+
 def wandb_logged_in() -> bool:
     """True if W&B has credentials; checked without importing wandb or opening a connection."""
     if os.environ.get("WANDB_API_KEY"):
@@ -84,7 +89,7 @@ def build_logger(
     if not cfg.logger or not cfg.logger.get("_target_"):
         return None
     config = {"choices": choices or {}, **OmegaConf.to_container(cfg, resolve=True)}
-    if not cfg.logger._target_.endswith("WandbLogger"):
+    if not is_wandb(cfg.logger):
         logger = instantiate(logger_params(cfg.logger))
         logger.log_hyperparams(config)
         return logger

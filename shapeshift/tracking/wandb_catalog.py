@@ -76,7 +76,7 @@ def examples_table(datamodule, model, examples: int):
     """One row per example image: set, image, true class, predicted class, confidence, right or not."""
     import wandb
 
-    predicted, confidence = (t.numpy() for t in model.test_predictions)
+    predicted, confidence = (t.numpy() for t in model.test_run.predictions)
     classes, rows, start = datamodule.class_names, [], 0
     for name in datamodule.test_set_names:  # the test loop saw the sets in this order
         images, labels = datamodule.arrays(name)
@@ -94,6 +94,6 @@ def log_catalog(run, metrics: dict, datamodule, model, examples: int = 4) -> Non
     run.summary.update(headline(metrics))
     log_severity(run, metrics)
     tables = {"results": results_table(metrics, datamodule.test_set_names)}
-    if getattr(model, "test_predictions", ()):
+    if model.test_run.predictions:
         tables["examples"] = examples_table(datamodule, model, examples)
     run.log(tables)
