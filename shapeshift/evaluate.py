@@ -28,7 +28,7 @@ from shapeshift.engine.references import override_qc, qc_references
 from shapeshift.engine.restore import RunError, checkpoint_path, load_model, load_run_config
 from shapeshift.engine.runtime import AUTO, choose_deterministic, fast_cpu_math
 from shapeshift.runs.folder import METRICS_FILE, find_runs, write_files, write_metrics
-from shapeshift.runs.metric_keys import tidy
+from shapeshift.runs.metric_keys import IID, OOD, test_key, tidy
 from shapeshift.tracking.loggers import silence_known_noise
 
 log = logging.getLogger("shapeshift")
@@ -116,7 +116,7 @@ def main(cfg: DictConfig) -> None:
             failed += 1
             print(f"shapeshift: {run_dir}: {err}", file=sys.stderr)
             continue
-        iid, ood = metrics.get("test/iid/acc"), metrics.get("test/ood/acc")
+        iid, ood = metrics.get(test_key(IID, "acc")), metrics.get(test_key(OOD, "acc"))
         print(f"{run_dir}: iid {iid}, ood {ood} -> {run_dir / cfg.out}")
     if failed:
         sys.exit(1)

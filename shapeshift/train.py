@@ -65,7 +65,7 @@ from shapeshift.runs.folder import (
     checkpoint_file,
 )
 from shapeshift.runs.lifecycle import Interrupted, RunFolder, failures_recorded
-from shapeshift.runs.metric_keys import tidy
+from shapeshift.runs.metric_keys import CONSISTENCY_KEY, IID, MIX, OOD, SHORTCUT_KEY, test_key, tidy
 from shapeshift.tracking.loggers import (
     build_logger,
     finish_wandb,
@@ -315,7 +315,8 @@ def resolve_hardware_choices(cfg: DictConfig) -> None:
 
 def _summary(metrics: dict, out: Path) -> str:
     lines = [f"{metrics['arch']} / aug={metrics['aug']} / seed={metrics['seed']}"]
-    for key in ("test/iid/acc", "test/position/s5/acc", "test/ood/acc", "test/mix/acc", "test/consistency"):
+    headline = [test_key(IID, "acc"), SHORTCUT_KEY, test_key(OOD, "acc"), test_key(MIX, "acc")]
+    for key in (*headline, CONSISTENCY_KEY):
         if key in metrics:
             lines.append(f"  {key:<24} {metrics[key]:.4f}")
     if (out / METRICS_FILE).is_file():

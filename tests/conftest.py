@@ -52,15 +52,9 @@ def trained_run(tmp_path_factory, cache_dir):
     return run_dir
 
 
-# Quality control is fitted after every test run; one detector (no features) unless a test sets `qc.`:
-# all eight take about twice as long as the rest of a smoke run. The QC tests set their own (trained_run:
-# all eight).
-LIGHT_QC = ["qc.detectors=[msp]", "qc.gate=msp"]
-
-
 @pytest.fixture
 def cfg_factory(tmp_path, cache_dir):
-    from tests.helpers import make_cfg
+    from tests.helpers import LIGHT_QC, make_cfg
 
     def factory(*overrides: str, output_dir: Path | None = None):
         qc = [] if any(o.startswith("qc.") for o in overrides) else LIGHT_QC

@@ -33,6 +33,12 @@ class KillAtEpoch(Callback):
             raise RuntimeError(f"killed as epoch {self.epoch} starts")
 
 
+# Quality control is fitted after every test run; one detector (no features) unless a test sets `qc.`:
+# all eight take about twice as long as the rest of a smoke run. The QC tests set their own (trained_run:
+# all eight). `cfg_factory` adds it.
+LIGHT_QC = ["qc.detectors=[msp]", "qc.gate=msp"]
+
+
 def without_measurements(metrics: dict) -> dict:
     """The results, without what depends on the machine's load: wall times and peak memory."""
     return {k: v for k, v in metrics.items() if not k.startswith(("time/", "memory/"))}

@@ -9,8 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from shapeshift.train import train
-from tests.conftest import LIGHT_QC  # what cfg_factory adds: the same quality control as the tests' own runs
-from tests.helpers import KillAtEpoch, make_cfg, without_measurements
+from tests.helpers import LIGHT_QC, KillAtEpoch, make_cfg, without_measurements
 
 # 13 steps per epoch; the strided CNN reaches val/acc 1.000 within its first epoch here.
 SATURATING = [

@@ -84,12 +84,13 @@ def test_too_small_image_fails_at_start_in_one_line(cfg_factory, tmp_path, capsy
 
     run_dir = tmp_path / "run"
     cfg = cfg_factory("arch=resnet18_aa", "data.image_size=32", "debug=smoke", output_dir=run_dir)
-    with pytest.raises(SystemExit) as exit_, command_errors(run_dir=run_dir):
+    with pytest.raises(SystemExit) as exit_, command_errors():
         train(cfg)
     assert exit_.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if "config error" in line]
     assert len(lines) == 1 and "at least 36 px" in lines[0]
     assert not (run_dir / "metrics.json").exists()
+    assert "at least 36 px" in (run_dir / "error.txt").read_text().splitlines()[0]  # train() recorded it
 
 
 def test_mistyped_key_names_the_key(tmp_path, capsys):

@@ -131,3 +131,31 @@ def test_checkpoint_settings_count_only_where_they_change_results(keys, cfg_fact
     assert best["callbacks.best_checkpoint.monitor"] == "val/loss"
     assert "callbacks.best_checkpoint.dirpath" not in best
     assert keys("arch=cnn", "eval.checkpoint=best", "callbacks.best_checkpoint.monitor=val/acc") != best
+
+
+def test_every_config_key_is_either_fingerprinted_or_said_not_to_be():
+    """A key added to the schema must be put on one list: silently left out, a rerun with another value
+    would be skipped as finished (the fingerprint would not see it)."""
+    import dataclasses
+
+    from shapeshift.config.schema import TrainConfig
+    from shapeshift.runs.fingerprint import FINGERPRINTED, NOT_FINGERPRINTED, NOT_FINGERPRINTED_SECTIONS
+
+    top = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert not set(FINGERPRINTED) & set(NOT_FINGERPRINTED_SECTIONS)
+    assert top == set(FINGERPRINTED) | set(NOT_FINGERPRINTED_SECTIONS), (
+        f"on neither list: {sorted(top - set(FINGERPRINTED) - set(NOT_FINGERPRINTED_SECTIONS))}; "
+        f"on a list, not in the schema: {sorted(set(FINGERPRINTED) | set(NOT_FINGERPRINTED_SECTIONS) - top)}"
+    )
+    for key in NOT_FINGERPRINTED:  # each names a key that exists, in a fingerprinted section
+        section, _, name = key.partition(".")
+        assert section in FINGERPRINTED
+        assert name in {f.name for f in dataclasses.fields(type(getattr(TrainConfig(), section)))}, key
+
+
+def test_a_key_outside_the_fingerprint_does_not_split_runs_and_one_inside_does(cfg_factory, tmp_path):
+    base = fingerprint_keys(cfg_factory("debug=smoke"))
+    assert fingerprint_keys(cfg_factory("debug=smoke", "channels_last=false")) == base
+    assert fingerprint_keys(cfg_factory("debug=smoke", "torch_threads=1")) == base
+    assert fingerprint_keys(cfg_factory("debug=smoke", "data.num_workers=2")) == base
+    assert fingerprint_keys(cfg_factory("debug=smoke", "data.n_train_per_class=40")) != base

@@ -215,7 +215,7 @@ def test_missing_files_fail_in_one_line(cfg_factory, tmp_path, capsys):
     cfg = cfg_factory(
         "data=mnist", f"data.root={tmp_path}", "arch=maxpool", "debug=smoke", output_dir=run_dir
     )
-    with pytest.raises(SystemExit) as exit_, command_errors(run_dir=run_dir):
+    with pytest.raises(SystemExit) as exit_, command_errors():
         train(cfg)
     assert exit_.value.code == 2
     err = capsys.readouterr().err

@@ -17,8 +17,7 @@ from shapeshift.evaluate import evaluate_run
 from shapeshift.qc.bank import DetectorBank
 from shapeshift.runs.folder import CONFIG_FILE, read_metrics
 from shapeshift.train import train
-from tests.conftest import LIGHT_QC
-from tests.helpers import CONF, make_cfg, run_cli, save_job_config
+from tests.helpers import CONF, LIGHT_QC, make_cfg, run_cli, save_job_config
 
 
 # -- the mechanism, on images made so that one model reads the position and the other the shape ------------

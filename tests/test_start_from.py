@@ -11,8 +11,7 @@ from lightning.pytorch.callbacks import Callback
 
 from shapeshift.config.errors import ConfigError
 from shapeshift.train import train
-from tests.conftest import LIGHT_QC  # what cfg_factory adds: the same quality control as the fixture's runs
-from tests.helpers import KillAtEpoch, make_cfg, without_measurements
+from tests.helpers import LIGHT_QC, KillAtEpoch, make_cfg, without_measurements
 
 SMALL = ["debug=smoke", "logger=none", "arch=cnn", "data.image_size=32"]
 STEPS = 2  # per epoch: smoke's 2 x 32 training images in batches of 32
@@ -157,7 +156,7 @@ def test_a_missing_file_is_one_line_on_the_command_line(cfg_factory, tmp_path, c
 
     missing = tmp_path / "nowhere" / "last.ckpt"
     run_dir = tmp_path / "run"
-    with pytest.raises(SystemExit) as exit_, command_errors(run_dir=run_dir):
+    with pytest.raises(SystemExit) as exit_, command_errors():
         train(cfg_factory("debug=smoke", f"ckpt_path={missing}", output_dir=run_dir))
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [

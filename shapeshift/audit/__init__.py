@@ -6,9 +6,10 @@ whole sweep, which model to deploy.
 
 Images are converted the way the run's data was made (RGB or grey, white behind transparency, resized to
 `data.image_size`). The run's gate (`qc.gate`, an o.o.d. detector fitted on its training images) flags an
-image whose score falls below the threshold that keeps `keep` (95%) of the run's own i.i.d. validation
-images. A folder with one subfolder per class (`star/`, `moon/`) is a labelled sample: accuracy is
-measured too. Outputs go to `<run or sweep>/audit/<folder name>/` (or `out=`), never into the image folder.
+image whose score falls below the threshold that passes `keep` (95% by default) of the run's right
+i.i.d. validation predictions. A folder with one subfolder per class (`star/`, `moon/`) is a labelled
+sample: accuracy is measured too. Outputs go to `<run or sweep>/audit/<folder name>/` (or `out=`), never
+into the image folder.
 
     command.py    audit(), rank_sweep(), summary(): the outputs above; __main__.py is the command
     images.py     a folder of images read the way a run's data was made (labelled by subfolder or not)

@@ -12,6 +12,7 @@ from shapeshift.audit.images import Folder, read_folder
 from shapeshift.audit.screen import Screening, load, screen
 from shapeshift.audit.sheet import contact_sheet
 from shapeshift.config.errors import ConfigError
+from shapeshift.config.schema import QCConfig
 from shapeshift.console.progress import track
 from shapeshift.engine.runtime import AUTO, fast_cpu_math
 from shapeshift.runs.folder import find_runs, read_run
@@ -36,7 +37,7 @@ def audit(
     run: str,
     images: str,
     out: str | None = None,
-    keep: float = 0.95,
+    keep: float = QCConfig.keep,
     sheet: int = 48,
     accelerator: str = AUTO,
     reference=None,
@@ -47,7 +48,10 @@ def audit(
     on the device `accelerator` chooses (`auto`: the GPU when there is one)."""
     run_dir, folder, out_dir = _paths(run, images, out)
     if not 0 < keep < 1:
-        raise ConfigError(f"keep must be between 0 and 1 (share of i.i.d. images not flagged), got {keep}")
+        raise ConfigError(
+            f"keep must be between 0 and 1 (the share of right i.i.d. validation predictions the gate "
+            f"passes), got {keep}"
+        )
     loaded = load(run_dir)
     cfg, datamodule, _ = loaded
     sample = read_folder(folder, cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names))
@@ -168,7 +172,7 @@ def rank_sweep(
     sweep: str,
     images: str,
     out: str | None = None,
-    keep: float = 0.95,
+    keep: float = QCConfig.keep,
     accelerator: str = AUTO,
     reference=None,
     gate: str | None = None,

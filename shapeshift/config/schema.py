@@ -116,7 +116,9 @@ def _field_type(annotation):
 def trainer_schema() -> type:
     """Every argument of Lightning's `Trainer.__init__`, typed where OmegaConf can check the type: a valid
     argument is never refused, a typo or a wrong type always is."""
-    import lightning.pytorch as pl  # here, not at import: reading a report needs no Lightning
+    # Called as this module is imported (TrainerConfig below), so importing the schema loads Lightning;
+    # torch-free modules (a report) import `shapeshift.config.errors`, never this.
+    import lightning.pytorch as pl
 
     fields = [("_target_", str, field(default="lightning.pytorch.Trainer"))]
     for name, param in inspect.signature(pl.Trainer.__init__).parameters.items():
@@ -215,7 +217,9 @@ class AuditConfig:
     run: str = MISSING
     images: str = MISSING  # a folder of deployment images; never written to
     out: str | None = None  # null: <run>/audit/<folder name>
-    keep: float = 0.95  # share of i.i.d. validation images NOT flagged: sets the thresholds
+    # The gate passes this share of the run's right i.i.d. validation predictions (the novelty detector:
+    # of its validation images); it sets the thresholds. QCConfig's, unless given.
+    keep: float = QCConfig.keep
     sheet: int = 48  # images on the contact sheet
     accelerator: str = "auto"  # auto: the GPU when there is one, else the CPU
     reference: Any = None  # other runs to compare with (see QCConfig.reference); null: the run's own

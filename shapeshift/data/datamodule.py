@@ -8,28 +8,30 @@ from collections.abc import Mapping
 import albumentations as A
 import numpy as np
 
+from shapeshift.config.schema import DataConfig
 from shapeshift.data import IID, backgrounds, shifts
 from shapeshift.data.base import ArrayDataModule
 from shapeshift.data.cache import cached
 from shapeshift.data.render import CLASSES, render, sample_params
+from shapeshift.runs.metric_keys import MIX, shifted_set
 
 log = logging.getLogger(__name__)
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-MIX = "mix"
+DEFAULTS = DataConfig()  # the schema's defaults are this data set's: written once, there
 
 
 class ShapesDataModule(ArrayDataModule):
     def __init__(
         self,
-        image_size: int = 64,
-        n_train_per_class: int = 2000,
-        n_val_per_class: int = 250,
-        n_test_per_class: int = 500,
-        seed: int = 0,
-        batch_size: int = 128,
-        eval_batch_size: int = 500,
-        num_workers: int = 0,
+        image_size: int = DEFAULTS.image_size,
+        n_train_per_class: int = DEFAULTS.n_train_per_class,
+        n_val_per_class: int = DEFAULTS.n_val_per_class,
+        n_test_per_class: int = DEFAULTS.n_test_per_class,
+        seed: int = DEFAULTS.seed,
+        batch_size: int = DEFAULTS.batch_size,
+        eval_batch_size: int = DEFAULTS.eval_batch_size,
+        num_workers: int = DEFAULTS.num_workers,
         cache_dir: str | None = None,
         shift: Mapping | None = None,
         train_transform: A.Compose | None = None,
@@ -51,7 +53,7 @@ class ShapesDataModule(ArrayDataModule):
     # -- the sets ---------------------------------------------------------------------------------------
     @property
     def test_set_names(self) -> list[str]:
-        names = [IID] + [f"{f}/s{k}" for f in self.families for k in shifts.SEVERITIES]
+        names = [IID] + [shifted_set(f, k) for f in self.families for k in shifts.SEVERITIES]
         if self.families and self.shift.get("mix_n_per_class", 0) > 0:
             names.append(MIX)
         return names

@@ -29,8 +29,8 @@ from shapeshift.data.render import (
     quadrant_centre,
     shape_mask,
 )
+from shapeshift.runs.metric_keys import SEVERITIES
 
-SEVERITIES = (1, 2, 3, 4, 5)
 OPS = {
     "position": {"fraction"},
     "affine": {"scale", "rotate", "shear"},

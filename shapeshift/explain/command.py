@@ -20,6 +20,7 @@ from shapeshift.engine.restore import load_model, load_run_config
 from shapeshift.engine.runtime import AUTO, fast_cpu_math
 from shapeshift.explain.saliency import draw_grid, explain_sets
 from shapeshift.runs.folder import read_run
+from shapeshift.runs.metric_keys import MIX
 
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
 
@@ -30,7 +31,7 @@ def explain(run: str, sets: list[str], n: int = 8, out: str | None = None, accel
     run_dir = Path(run).expanduser().resolve()
     cfg = load_run_config(run_dir)
     catalog = OmegaConf.to_container(cfg.shift, resolve=True).get("families") or {}
-    families = sorted({s.split("/")[0] for s in sets if s not in (IID, "mix")})
+    families = sorted({s.split("/")[0] for s in sets if s not in (IID, MIX)})
     with open_dict(cfg):
         cfg.shift.families = shifts.select(catalog, families) if families else {}
     datamodule = build_datamodule(cfg, augment=False)

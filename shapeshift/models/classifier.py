@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibratio
 from shapeshift.data import IID
 from shapeshift.models.features import tapped
 from shapeshift.models.test_run import TestRun
+from shapeshift.runs.metric_keys import CONSISTENCY_KEY, test_key
 
 
 def random_translations(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -151,12 +152,13 @@ class Classifier(L.LightningModule):
         for i, name in enumerate(self.test_set_names):
             if not self.test_acc[i].update_called:
                 continue
-            results[f"test/{name}/acc"] = headline[f"test/{name}/acc"] = float(self.test_acc[i].compute())
-            results[f"test/{name}/ece"] = float(self.test_ece[i].compute())
+            acc = test_key(name, "acc")
+            results[acc] = headline[acc] = float(self.test_acc[i].compute())
+            results[test_key(name, "ece")] = float(self.test_ece[i].compute())
             self.test_acc[i].reset()
             self.test_ece[i].reset()
         if self.consistency.update_called:
-            results["test/consistency"] = headline["test/consistency"] = float(self.consistency.compute())
+            results[CONSISTENCY_KEY] = headline[CONSISTENCY_KEY] = float(self.consistency.compute())
             self.consistency.reset()
         detectors, curves = self.test_run.detectors, {}
         if detectors is not None:

@@ -32,6 +32,7 @@ from shapeshift.qc.gate import (
     risk_coverage,
     threshold,
 )
+from shapeshift.runs.metric_keys import MIX, test_key
 
 log = logging.getLogger("shapeshift")
 CONFIDENCE = "_confidence"  # ATC's score (log max-softmax), kept whichever detectors are configured
@@ -207,19 +208,19 @@ class DetectorBank(nn.Module):
             if iid is not None and name != IID:
                 for det, s in scores.items():
                     for key, value in detection(s[iid], s[member]).items():
-                        metrics[f"test/{name}/{key}/{det}"] = value
+                        metrics[test_key(name, key, det)] = value
             # Failure detection on the i.i.d. test images pooled with this set: what a deployment meets.
             pooled = member if iid is None else member | iid
             for det, s in scores.items():
                 for key, value in failure_detection(s[pooled], correct[pooled]).items():
-                    metrics[f"test/{name}/{key}/{det}"] = value
+                    metrics[test_key(name, key, det)] = value
             if self.gate and not math.isnan(self.cut):
                 for key, value in gate_metrics(scores[self.gate][member], correct[member], self.cut).items():
-                    metrics[f"test/{name}/{key}"] = math.nan if value is None else value
+                    metrics[test_key(name, key)] = math.nan if value is None else value
         metrics.update(
             estimates.per_set(set_names, index, correct, confidence, self.atc_cut, scores.get(REFERENCE))
         )
-        curve_set = "mix" if "mix" in set_names else IID
+        curve_set = MIX if MIX in set_names else IID
         curves = {}
         if self.gate and curve_set in set_names and (member := index == set_names.index(curve_set)).any():
             curves = {

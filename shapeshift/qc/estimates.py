@@ -19,6 +19,7 @@ import torch
 
 from shapeshift.data import IID
 from shapeshift.qc.gate import atc_estimate
+from shapeshift.runs.metric_keys import estimate_error_key, test_key
 
 ATC = "atc"
 AGREEMENT = "agreement"
@@ -63,9 +64,9 @@ def per_set(
             member = index == i
             if member.any():
                 value = estimate(member)
-                metrics[f"test/{set_name}/acc_estimate/{name}"] = value
+                metrics[test_key(set_name, "acc_estimate", name)] = value
                 if set_name != IID:
                     errors.append(abs(value - float(correct[member].double().mean())))
         if errors:
-            metrics[f"test/acc_estimate_mae/{name}"] = sum(errors) / len(errors)
+            metrics[estimate_error_key(name)] = sum(errors) / len(errors)
     return metrics

@@ -23,7 +23,7 @@ from shapeshift.reporting.tables import (  # noqa: E402
     set_columns,
 )
 from shapeshift.runs.folder import RISK_COVERAGE_FILE, read_json  # noqa: E402
-from shapeshift.runs.metric_keys import severity_points  # noqa: E402
+from shapeshift.runs.metric_keys import IID, OOD, SEVERITIES, severity_points, test_key  # noqa: E402
 
 HEATMAP = "heatmap.png"
 GAIN = "aug_gain.png"
@@ -87,7 +87,7 @@ def _heatmap_columns(groups: Sequence[Group], runs: Sequence[Run]) -> list[tuple
     keys = {k for g in groups for k in g.stats}
     for header, key in MAIN_COLUMNS:
         if key in keys and (header, key) not in cols:
-            family = f"test/{key.split('/')[1]}/acc"
+            family = test_key(key.split("/")[1], "acc")
             at = next((i + 1 for i, (_, k) in enumerate(cols) if k == family), len(cols))
             cols.insert(at, (header, key))
     return cols
@@ -154,7 +154,7 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
     for ax, family in zip(axes.flat, families, strict=False):
         for g in rows:
             curve = severity_points(g.stats).get(family, [])
-            points = [(k, s) for k, s in [(0, g.stats.get("test/iid/acc")), *curve] if s is not None]
+            points = [(k, s) for k, s in [(0, g.stats.get(test_key(IID, "acc"))), *curve] if s is not None]
             if len(points) < 2:
                 continue
             xs = [k for k, _ in points]
@@ -173,7 +173,7 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
                 )
         ax.set_title(family, fontsize=9, wrap=True)
         ax.set_ylim(0.0, 1.02)
-        ax.set_xticks(range(0, 6), ["iid", "1", "2", "3", "4", "5"], fontsize=7)
+        ax.set_xticks(range(0, len(SEVERITIES) + 1), [IID, *map(str, SEVERITIES)], fontsize=7)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(families) :]:
         ax.axis("off")
@@ -186,7 +186,7 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
     return _save(fig, path)
 
 
-def gain_bars(path: Path, groups: Sequence[Group], metric: str = "test/ood/acc") -> Figure | None:
+def gain_bars(path: Path, groups: Sequence[Group], metric: str = test_key(OOD, "acc")) -> Figure | None:
     """Per arch, each augmentation's gain in `metric` over aug=none (error bar: paired 95% interval); the
     colour is the arch's, as in the other figures, the hatching tells the augmentations apart."""
     rows = gains(groups, metric)

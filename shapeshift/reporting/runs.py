@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from shapeshift.console.progress import track
 from shapeshift.runs.folder import METRICS_FILE, RunInfo, find_runs, read_run
-from shapeshift.runs.metric_keys import is_number
+from shapeshift.runs.metric_keys import IID, is_number, test_key
 
 # Keys that never make a variant: the seed is what a group averages over, the aug label holds its magnitude.
 NOT_VARIANTS = {"seed", "aug.magnitude"}
@@ -98,7 +98,7 @@ def leave_out_unlearned(runs: Sequence[Run], min_iid: float) -> None:
     """Mark finished runs whose i.i.d. test accuracy is below `min_iid` (or missing) as not compared."""
     for r in runs:
         if r.finished:
-            iid = r.metrics.get("test/iid/acc")
+            iid = r.metrics.get(test_key(IID, "acc"))
             if not is_number(iid):
                 r.left_out = "no test/iid/acc"
             elif iid < min_iid:

@@ -9,17 +9,28 @@ from dataclasses import dataclass
 
 from shapeshift.reporting.runs import Run
 from shapeshift.reporting.stats import Stat, holm, mean_interval, paired_t_p, sign_test_p
-from shapeshift.runs.metric_keys import SEVERITY_KEY, SUMMARY_SETS, is_number
+from shapeshift.runs.metric_keys import (
+    IID,
+    MIX,
+    OOD,
+    SEVERITY_KEY,
+    SHORTCUT_FAMILY,
+    SHORTCUT_KEY,
+    SUMMARY_SETS,
+    is_number,
+    shifted_set,
+    test_key,
+)
 
 ARCH_ORDER = ("cnn", "maxpool", "gap", "resnet18", "resnet18_aa")
 AUG_ORDER = ("none", "basic", "strong")
 IDENTITY = ("arch", "aug", "seed", "epochs")
 MAIN_COLUMNS = (  # (header, metrics key) of the terminal and report's main table
-    ("iid", "test/iid/acc"),
-    ("position", "test/position/acc"),
-    ("position s5", "test/position/s5/acc"),
-    ("ood", "test/ood/acc"),
-    ("mix", "test/mix/acc"),
+    (IID, test_key(IID, "acc")),
+    (SHORTCUT_FAMILY, test_key(SHORTCUT_FAMILY, "acc")),
+    (f"{SHORTCUT_FAMILY} s5", SHORTCUT_KEY),
+    (OOD, test_key(OOD, "acc")),
+    (MIX, test_key(MIX, "acc")),
 )
 
 
@@ -63,14 +74,14 @@ def metric_keys(runs: Sequence[Run]) -> list[str]:
             return (0, key)
         if key.startswith("test/"):
             name = key.split("/")[1]
-            if name == "iid":
+            if name == IID:
                 return (1, 0, key)
             if name in families:
                 sev = SEVERITY_KEY.match(key)
                 return (1, 1, families.index(name), int(sev["severity"]) if sev else 0, key)
-            if name == "mix":
+            if name == MIX:
                 return (1, 2, key)
-            if name.startswith("ood"):
+            if name.startswith(OOD):
                 return (1, 3, key)
             return (1, 4, key)
         if key.startswith("time/"):
@@ -111,7 +122,7 @@ def summarize(runs: Sequence[Run]) -> list[Group]:
     return out
 
 
-def gains(groups: Sequence[Group], metric: str = "test/ood/acc", baseline: str = "none") -> list[dict]:
+def gains(groups: Sequence[Group], metric: str = test_key(OOD, "acc"), baseline: str = "none") -> list[dict]:
     """Each augmentation's gain over `baseline` for the same arch: the difference of the means, and a
     95% interval over the seeds both groups share (paired by seed), when two or more are shared. `p` is the
     paired t-test's two-sided p, `p_holm` the same after Holm's correction over every row (each row is one
@@ -165,9 +176,9 @@ def sign_tests(gain_rows: Sequence[dict]) -> list[dict]:
 def set_columns(groups: Sequence[Group], runs: Sequence[Run]) -> list[tuple[str, str]]:
     """(header, key) of the evaluation sets: i.i.d., each family's mean, mix, o.o.d."""
     keys = {k for g in groups for k in g.stats}
-    cols = [("iid", "test/iid/acc")]
-    cols += [(f, f"test/{f}/acc") for f in families_of(runs)]
-    cols += [("mix", "test/mix/acc"), ("ood", "test/ood/acc")]
+    cols = [(IID, test_key(IID, "acc"))]
+    cols += [(f, test_key(f, "acc")) for f in families_of(runs)]
+    cols += [(MIX, test_key(MIX, "acc")), (OOD, test_key(OOD, "acc"))]
     return [(h, k) for h, k in cols if k in keys]
 
 
@@ -189,10 +200,10 @@ def extra_keys(groups: Sequence[Group]) -> list[str]:
 
 
 QC_SETS = (
-    "position/s5",
-    "background_photo/s5",
-    "contrast/s5",
-    "mix",
+    shifted_set(SHORTCUT_FAMILY, 5),
+    shifted_set("background_photo", 5),
+    shifted_set("contrast", 5),
+    MIX,
 )  # the shifts a deployment gate must catch
 
 
@@ -207,14 +218,14 @@ def qc_tables(
     and accepted accuracy), one row per group; sets no group measured are left out."""
     tables = []
     for name in QC_SETS:
-        prefix = f"test/{name}/{metric}/"
+        prefix = test_key(name, metric) + "/"
         detectors = sorted({k[len(prefix) :] for g in groups for k in g.stats if k.startswith(prefix)})
         if not detectors:
             continue
         keys = [prefix + d for d in detectors]
         header = ["arch", "aug", "n", *detectors]
         if gate:
-            keys += [f"test/{name}/coverage", f"test/{name}/accepted_acc"]
+            keys += [test_key(name, "coverage"), test_key(name, "accepted_acc")]
             header += ["gate coverage", "gate accepted acc"]
         tables.append((name, header, [[g.arch, g.aug, str(g.n), *cells(g, keys)] for g in groups]))
     return tables

@@ -144,8 +144,8 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
             qc_tables(groups),
             "## Quality control: o.o.d. detection (AUROC, i.i.d. test images as positives)",
             "Each detector's AUROC on the sets a deployment gate must catch, and the gate's (`qc.gate`) "
-            "coverage (share accepted) and accuracy on the images it accepts. Its threshold keeps 95% of "
-            "the i.i.d. validation images.",
+            "coverage (share accepted) and accuracy on the images it accepts. Its threshold passes "
+            "`qc.keep` (95% by default) of the run's right i.i.d. validation predictions.",
         ),
         (
             qc_tables(groups, "eaurc", gate=False),

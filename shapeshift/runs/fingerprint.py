@@ -28,6 +28,21 @@ FINGERPRINTED = (
     "qc",
     "callbacks",
 )
+# Every other top-level key: where a run writes and logs, how it is driven, how many threads compute it and
+# in which memory layout (like the thread count, NHWC may round differently, never differs in what it
+# computes). `ckpt_path` and `ckpt_mode` count through the file's digest (below). A key added to the
+# schema goes on one of the two lists: tests/test_lifecycle.py fails until it does.
+NOT_FINGERPRINTED_SECTIONS = (
+    "output_dir",
+    "logger",
+    "torch_threads",
+    "channels_last",
+    "force",
+    "optimized_metric",
+    "paths",
+    "ckpt_path",
+    "ckpt_mode",
+)
 # Keys inside those sections that change where or how verbosely a run works, not what it computes.
 NOT_FINGERPRINTED = {
     "data.cache_dir",

@@ -1,5 +1,8 @@
-"""The metric keys of `metrics.json` and the maths on them: `test/<set>/<metric>`, a set being `iid`, `mix`
-or `<family>/s<severity>`; family means, the o.o.d. mean, rounding. Torch-free."""
+"""The metric keys of `metrics.json` and the maths on them: `test/<set>/<metric>[/<detector>]`, a set being
+`iid`, `mix` or `<family>/s<severity>`; family means, the o.o.d. mean, rounding. Torch-free.
+
+The one place keys are spelled: every module builds them with `test_key` and `severity_key`, and reads
+them back with `SEVERITY_KEY`."""
 
 from __future__ import annotations
 
@@ -10,8 +13,38 @@ from typing import Any
 
 # The i.i.d. test set's name: every data module has it, and metrics, detectors and reports key on it.
 IID = "iid"
+MIX = "mix"  # every family's severities drawn at random, one per image
+OOD = "ood"  # not a set: the mean over every o.o.d. family and severity (RobustBench's convention)
+SEVERITIES = (1, 2, 3, 4, 5)  # of every shift family; severity 0 is the i.i.d. set itself
 SEVERITY_KEY = re.compile(r"^test/(?P<family>[^/]+)/s(?P<severity>\d+)/(?P<metric>.+)$")
-SUMMARY_SETS = {IID, "mix", "ood"}  # set names that are not o.o.d. families
+SUMMARY_SETS = {IID, MIX, OOD}  # set names that are not o.o.d. families
+SHORTCUT_FAMILY = "position"  # the study's test of the quadrant shortcut: shapes in the opposite quadrants
+
+
+def shifted_set(family: str, severity: int) -> str:
+    """`rotation/s3`; severity 0 is the i.i.d. set."""
+    return IID if severity == 0 else f"{family}/s{severity}"
+
+
+def test_key(set_name: str, metric: str, detector: str | None = None) -> str:
+    """`test/<set>/<metric>`, or `test/<set>/<metric>/<detector>` for a detector's score."""
+    return f"test/{set_name}/{metric}" + (f"/{detector}" if detector else "")
+
+
+def severity_key(family: str, severity: int, metric: str = "acc") -> str:
+    """A family's metric at one severity (0: the i.i.d. set's)."""
+    return test_key(shifted_set(family, severity), metric)
+
+
+SHORTCUT_KEY = severity_key(SHORTCUT_FAMILY, SEVERITIES[-1])  # test/position/s5/acc: the study's headline
+# Keys of the whole test, not of one set.
+CONSISTENCY_KEY = "test/consistency"  # Zhang (2019): the same class under two small shifts, i.i.d. images
+RATIO_KEY = "test/ood_iid_ratio"
+ESTIMATE_ERROR = "test/acc_estimate_mae/"  # + estimator: its mean absolute error over the o.o.d. sets
+
+
+def estimate_error_key(estimator: str) -> str:
+    return ESTIMATE_ERROR + estimator
 
 
 def is_number(v) -> bool:
@@ -38,13 +71,14 @@ def aggregate(metrics: dict[str, float]) -> dict[str, float]:
     out = dict(metrics)
     every: dict[str, list[float]] = defaultdict(list)
     for (family, metric), values in per_family.items():
-        out[f"test/{family}/{metric}"] = sum(values) / len(values)
+        out[test_key(family, metric)] = sum(values) / len(values)
         every[metric] += values
     # RobustBench's "corruptions" convention: one mean over all families and severities.
     for metric, values in every.items():
-        out[f"test/ood/{metric}"] = sum(values) / len(values)
-    if "test/ood/acc" in out and metrics.get(f"test/{IID}/acc"):
-        out["test/ood_iid_ratio"] = out["test/ood/acc"] / metrics[f"test/{IID}/acc"]
+        out[test_key(OOD, metric)] = sum(values) / len(values)
+    ood, iid = test_key(OOD, "acc"), test_key(IID, "acc")
+    if ood in out and metrics.get(iid):
+        out[RATIO_KEY] = out[ood] / metrics[iid]
     return out
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shapeshift.runs.metric_keys import IID
+from shapeshift.runs.metric_keys import SEVERITIES, severity_key, test_key
 from shapeshift.tracking.wandb_results import families, headline
 
 # The compact table's metrics of every set; then the gate detector's and every accuracy estimate.
@@ -22,10 +22,10 @@ def log_severity(run, metrics: dict) -> None:
     names = families(metrics)
     for family in names:
         run.define_metric(f"severity/{family}/*", step_metric="severity", summary="none")
-    for k in range(0, 6):
+    for k in (0, *SEVERITIES):
         row = {}
         for family in names:
-            key = f"test/{IID}/acc" if k == 0 else f"test/{family}/s{k}/acc"
+            key = severity_key(family, k)
             if isinstance(metrics.get(key), float):
                 row[f"severity/{family}/acc"] = metrics[key]
         if row:
@@ -36,7 +36,8 @@ def set_columns(metrics: dict, set_names: list[str]) -> list[str]:
     """The compact table's metric columns: SET_METRICS, the gate's (auroc, failure_auroc, eaurc) and each
     accuracy estimator's estimate, of those measured on some evaluation set."""
     gate = metrics.get("qc/gate")
-    measured = {k[len(f"test/{s}/") :] for s in set_names for k in metrics if k.startswith(f"test/{s}/")}
+    prefixes = [test_key(s, "") for s in set_names]  # test/<set>/
+    measured = {k[len(p) :] for p in prefixes for k in metrics if k.startswith(p)}
     estimates = sorted(m for m in measured if m.startswith("acc_estimate/"))
     gated = [m.format(gate=gate) for m in GATE_SET_METRICS] if isinstance(gate, str) else []
     return [m for m in (*SET_METRICS, *gated, *estimates) if m in measured]
@@ -55,7 +56,7 @@ def results_table(metrics: dict, set_names: list[str]):
                 name,
                 family if sev else name,
                 int(sev) if sev else 0,
-                *(metrics.get(f"test/{name}/{m}") for m in names),
+                *(metrics.get(test_key(name, m)) for m in names),
             ]
         )
     return wandb.Table(columns=["set", "family", "severity", *names], data=rows)

@@ -7,24 +7,35 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from shapeshift.runs.metric_keys import IID, SEVERITY_KEY, is_number
+from shapeshift.runs.metric_keys import (
+    CONSISTENCY_KEY,
+    ESTIMATE_ERROR,
+    IID,
+    MIX,
+    OOD,
+    RATIO_KEY,
+    SEVERITY_KEY,
+    SHORTCUT_KEY,
+    is_number,
+    test_key,
+)
 
 # The run's headline, in this order (those the run measured): accuracy, calibration, the gate, training and
 # cost. Then, computed per run: each family's mean accuracy, the gate detector's headline numbers and every
 # accuracy estimator's error (HEADLINE_PATTERNS).
 HEADLINE = (
-    f"test/{IID}/acc",
-    "test/ood/acc",
-    "test/mix/acc",
-    "test/position/s5/acc",
-    "test/ood_iid_ratio",
-    "test/consistency",
-    f"test/{IID}/ece",
-    "test/ood/ece",
-    "test/mix/coverage",
-    "test/mix/accepted_acc",
-    "test/ood/coverage",
-    "test/ood/accepted_acc",
+    test_key(IID, "acc"),
+    test_key(OOD, "acc"),
+    test_key(MIX, "acc"),
+    SHORTCUT_KEY,
+    RATIO_KEY,
+    CONSISTENCY_KEY,
+    test_key(IID, "ece"),
+    test_key(OOD, "ece"),
+    test_key(MIX, "coverage"),
+    test_key(MIX, "accepted_acc"),
+    test_key(OOD, "coverage"),
+    test_key(OOD, "accepted_acc"),
     "val/acc",
     "val/loss",
     "epochs",
@@ -32,8 +43,9 @@ HEADLINE = (
     "memory/peak_mib",
 )
 # Of the gate's detector (`qc/gate`): failure detection on the mixed set, novelty detection o.o.d.
-GATE_METRICS = ("test/mix/eaurc/{gate}", "test/mix/failure_auroc/{gate}", "test/ood/auroc/{gate}")
-ESTIMATE_ERROR = "test/acc_estimate_mae/"
+GATE_METRICS = tuple(  # formatted with the run's gate detector
+    test_key(s, m, "{gate}") for s, m in ((MIX, "eaurc"), (MIX, "failure_auroc"), (OOD, "auroc"))
+)
 # Strings that say what the numbers are of.
 HEADLINE_TEXT = ("qc/gate", "eval/checkpoint")
 
@@ -50,7 +62,7 @@ def headline_keys(metrics: dict) -> list[str]:
     gate = metrics.get("qc/gate")
     keys = [
         *HEADLINE,
-        *(f"test/{f}/acc" for f in families(metrics)),
+        *(test_key(f, "acc") for f in families(metrics)),
         *((k.format(gate=gate) for k in GATE_METRICS) if isinstance(gate, str) else ()),
         *sorted(k for k in metrics if k.startswith(ESTIMATE_ERROR)),
     ]

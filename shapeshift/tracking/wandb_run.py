@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from shapeshift.reporting.tables import Group
 from shapeshift.reporting.writing import CSV_FILE, REPORT_FILE
-from shapeshift.runs.metric_keys import IID
+from shapeshift.runs.metric_keys import IID, MIX, OOD, SEVERITIES, SHORTCUT_KEY, severity_key, test_key
 from shapeshift.tracking.wandb_results import families, headline_keys, log_report_files
 
 SEVERITY_PLOT = "severity_"  # the PNGs of accuracy against severity, replaced by native line charts
@@ -60,8 +60,7 @@ def severity_charts(groups: Sequence[Group]) -> dict:
     for family in families(every):
         xs, ys, keys = [], [], []
         for g in groups:
-            points = [(0, _mean(g, f"test/{IID}/acc"))]
-            points += [(k, _mean(g, f"test/{family}/s{k}/acc")) for k in range(1, 6)]
+            points = [(k, _mean(g, severity_key(family, k))) for k in (0, *SEVERITIES)]
             points = [(x, y) for x, y in points if y is not None]
             if len(points) > 1:
                 xs.append([x for x, _ in points])
@@ -76,10 +75,10 @@ def severity_charts(groups: Sequence[Group]) -> dict:
 
 # The study's main table as native bar charts, one per column: chart key -> (metric, title).
 MAIN_BARS = {
-    "report/iid_acc": ("test/iid/acc", "i.i.d. accuracy per cell"),
-    "report/position_s5_acc": ("test/position/s5/acc", "Accuracy with the quadrants swapped (position s5)"),
-    "report/ood_acc": ("test/ood/acc", "o.o.d. accuracy per cell (mean over the catalog)"),
-    "report/mix_acc": ("test/mix/acc", "Accuracy on the mix per cell"),
+    "report/iid_acc": (test_key(IID, "acc"), "i.i.d. accuracy per cell"),
+    "report/position_s5_acc": (SHORTCUT_KEY, "Accuracy with the quadrants swapped (position s5)"),
+    "report/ood_acc": (test_key(OOD, "acc"), "o.o.d. accuracy per cell (mean over the catalog)"),
+    "report/mix_acc": (test_key(MIX, "acc"), "Accuracy on the mix per cell"),
 }
 
 
