@@ -230,6 +230,7 @@ def experiment(cfg: DictConfig, plan: Plan, folder: RunFolder, callbacks: list[C
             **metrics,
             **plan.identity,
             **run_facts(cfg, trainer, tester, model, evaluated, out),
+            **datamodule.data_metrics(),
             **times,
             "wandb/run_id": folder.wandb_id if logger is not None and plan.uses_wandb else None,
             "fingerprint": folder.fingerprint,

@@ -54,7 +54,8 @@ def audit(
         )
     loaded = load(run_dir)
     cfg, datamodule, _ = loaded
-    sample = read_folder(folder, cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names))
+    resize = datamodule.resize
+    sample = read_folder(folder, cfg.data.image_size, datamodule.channels, datamodule.class_names, resize)
     s = screen(run_dir, sample, keep, loaded, accelerator, reference, gate)
     out_dir.mkdir(parents=True, exist_ok=True)
     classes = s.class_names
@@ -188,7 +189,8 @@ def rank_sweep(
             continue
         loaded = load(run_dir)
         cfg, datamodule, _ = loaded
-        sample = read_folder(folder, cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names))
+        resize = datamodule.resize
+        sample = read_folder(folder, cfg.data.image_size, datamodule.channels, datamodule.class_names, resize)
         s = screen(run_dir, sample, keep, loaded, accelerator, reference, gate)
         labelled = sample.labelled
         rows.append(

@@ -7,26 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-
-def read_image(path: Path, size: int, channels: int = 3) -> np.ndarray:
-    """uint8 (size, size, channels), RGB or grey as the run's data (white behind transparency); ValueError
-    with a short reason for anything unusable."""
-    if path.stat().st_size == 0:
-        raise ValueError("empty file")
-    try:
-        with Image.open(path) as img:
-            img.load()  # decodes fully: a truncated file fails here, not later
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            img = img.convert("RGB" if channels == 3 else "L").resize((size, size), Image.Resampling.LANCZOS)
-            return np.asarray(img, dtype=np.uint8).reshape(size, size, channels)
-    except UnidentifiedImageError:
-        raise ValueError("not an image file") from None
-    except (OSError, SyntaxError) as err:
-        raise ValueError(f"unreadable image ({err})") from None
+from shapeshift.data.images import read_image
 
 
 @dataclass
@@ -41,8 +23,11 @@ class Folder:
         return self.labels is not None
 
 
-def read_folder(folder: Path, size: int, channels: int, class_names: tuple[str, ...]) -> Folder:
-    """Labelled when subfolders are named after classes (case ignored); then only their images are read."""
+def read_folder(
+    folder: Path, size: int, channels: int, class_names: tuple[str, ...], resize: str = "stretch"
+) -> Folder:
+    """Labelled when subfolders are named after classes (case ignored); then only their images are read.
+    `resize`: the run's own policy (`data.resize` of a folder run; the star/moon runs' `stretch`)."""
     by_name = {c.lower(): i for i, c in enumerate(class_names)}
     class_dirs = {
         p: by_name[p.name.lower()] for p in folder.iterdir() if p.is_dir() and p.name.lower() in by_name
@@ -56,7 +41,7 @@ def read_folder(folder: Path, size: int, channels: int, class_names: tuple[str, 
     for path, label in sources:
         name = str(path.relative_to(folder))
         try:
-            images.append(read_image(path, size, channels))
+            images.append(read_image(path, size, channels, resize))
         except (ValueError, OSError) as err:
             out.skipped.append((name, str(err)))
             continue

@@ -61,6 +61,12 @@ class DataConfig:
     num_workers: int = 0
     cache_dir: str | None = None
     root: str | None = None  # a folder of files to read (data=mnist: the IDX files); the shapes are rendered
+    # data=folder (shapeshift/data/folder.py): how images are resized, the split of a folder without
+    # train/val/test subfolders, the share of unreadable images tolerated.
+    resize: str = "crop"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    max_skipped: float = 0.01
 
 
 @dataclass
@@ -74,6 +80,20 @@ class AugConfig:
 
 
 # Resolvers the aug presets use so one knob (`aug.magnitude=0.5,1,2`) sweeps the augmentation strength.
+def _count_class_folders(root) -> int:
+    """`${class_folders:${data.root}}`: the classes of a data=folder root, counted at compose time (0 for
+    a missing folder: the data module then says what is wrong in one line)."""
+    from pathlib import Path
+
+    base = Path(str(root)).expanduser() if root else None
+    if base is None or not base.is_dir():
+        return 0
+    if (base / "train").is_dir():
+        base = base / "train"
+    return sum(1 for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+OmegaConf.register_new_resolver("class_folders", _count_class_folders, replace=True)
 OmegaConf.register_new_resolver("times", lambda value, factor: value * factor, replace=True)
 OmegaConf.register_new_resolver("sym", lambda value, factor: [-value * factor, value * factor], replace=True)
 # Combined presets (conf/aug/basic_flip.yaml) chain the transform lists of the presets they are built from.

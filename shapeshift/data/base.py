@@ -93,6 +93,7 @@ class EpochShuffle(Sampler):
 class ArrayDataModule(L.LightningDataModule):
     class_names: tuple[str, ...] = ()  # index = label
     channels: int = 3  # images are uint8 (N, H, W, channels)
+    resize: str = "stretch"  # how other images (the audit's) are fitted to the size: shapeshift.data.images
     train_transform: A.Compose | None = None
     train_seed: int = 0
     batch_size: int = 128
@@ -105,6 +106,10 @@ class ArrayDataModule(L.LightningDataModule):
 
     def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    def data_metrics(self) -> dict:
+        """What metrics.json records about the data set itself (a folder's counts, skips, leaks)."""
+        return {}
 
     def selection_arrays(self, ops_list: list) -> tuple[np.ndarray, np.ndarray]:
         """Validation images under held-out shifts, for choosing the QC gate; data with no shape to move

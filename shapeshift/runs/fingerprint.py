@@ -53,6 +53,15 @@ NOT_FINGERPRINTED = {
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
 }
+# Keys added to a fingerprinted section after runs were made, with the value every earlier run computed
+# with: counted only when set to something else, so a run made before the key existed keeps its fingerprint
+# (and is still skipped as finished, or resumed). tests/test_old_runs.py holds such a run.
+ADDED_LATER = {
+    "data.resize": "crop",
+    "data.val_fraction": 0.1,
+    "data.test_fraction": 0.2,
+    "data.max_skipped": 0.01,
+}
 # Checkpointing (conf/callbacks/model_checkpoint.yaml). When and where last.ckpt is written never changes a
 # result (its final epoch is always saved, and a resume ends with an uninterrupted run's metrics); best.ckpt's
 # settings do, but only when it is evaluated (eval.checkpoint=best). The folder they write to is no result.
@@ -81,7 +90,11 @@ def fingerprint_keys(cfg: DictConfig, debug: str | None = None) -> dict[str, Any
         if key in cfg
     }
     best_evaluated = OmegaConf.select(cfg, "eval.checkpoint") == "best"
-    keys = {k: v for k, v in flatten(chosen).items() if _counts(k, best_evaluated)}
+    keys = {
+        k: v
+        for k, v in flatten(chosen).items()
+        if _counts(k, best_evaluated) and not (k in ADDED_LATER and v == ADDED_LATER[k])
+    }
     keys["debug"] = debug
     if cfg.get("ckpt_path"):  # absent otherwise: a run from scratch keeps the fingerprint it always had
         keys["ckpt_path"] = file_digest(cfg.ckpt_path)
