@@ -261,9 +261,17 @@ class FolderDataModule(ArrayDataModule):
         }
 
     def _open(self) -> Path:
+        """The decoded cache (the folder decoded first if it has none), its summary read once."""
         folder = self._cache_folder()
         if not (folder / "summary.json").is_file():
             self._decode(folder)
+        if not self.summary:
+            self.summary = json.loads((folder / "summary.json").read_text())
+            for split, per_class in self.summary["counts"].items():
+                if not sum(per_class.values()):
+                    raise FolderError(
+                        f"{self.root}: the {split} split holds no images; add images or a {split}/ folder"
+                    )
         return folder
 
     def _load(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -272,16 +280,10 @@ class FolderDataModule(ArrayDataModule):
             raise KeyError(f"unknown set {name!r}; choose from train, val, test, {IID}")
         if split not in self._sets:
             folder = self._open()
-            self.summary = json.loads((folder / "summary.json").read_text())
             self._sets[split] = (
                 np.load(folder / f"{split}_images.npy", mmap_mode="r"),
                 np.load(folder / f"{split}_labels.npy"),
             )
-            for s in SPLITS:
-                if not len(np.load(folder / f"{s}_labels.npy", mmap_mode="r")):
-                    raise FolderError(
-                        f"{self.root}: the {s} split holds no images; add images or a {s}/ folder"
-                    )
         return self._sets[split]
 
     def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +303,7 @@ class FolderDataModule(ArrayDataModule):
 
     def prepare_data(self) -> None:
         folder = self._open()
-        s = json.loads((folder / "summary.json").read_text())
+        s = self.summary
         sizes = ", ".join(f"{k} {sum(v.values())}" for k, v in s["counts"].items())
         log.info(
             "data: %s, %d classes (%s); %s images",
