@@ -221,6 +221,14 @@ class PreviewConfig:
 
 
 @dataclass
+class ExportConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    out: str = MISSING  # a new or empty folder
+    splits: list[str] = field(default_factory=lambda: ["train", "val", "test"])
+
+
+@dataclass
 class EvaluateConfig:
     run: str = MISSING  # a run dir, or a sweep dir (every run in it)
     families: list[str] | None = None  # null: the whole current catalog
@@ -262,6 +270,7 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="preview_schema", node=PreviewConfig)
+    cs.store(name="export_schema", node=ExportConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="audit_schema", node=AuditConfig)
     cs.store(name="explain_schema", node=ExplainConfig)

@@ -4,11 +4,17 @@ dataset of (image, label, set index), and scaling to [-1, 1] on the device.
 A subclass provides `arrays(name)` for `train`, `val` and each name in `test_set_names`; says what its
 images are (`class_names`, `channels`: the audit and W&B read them, so any data set can be audited); and
 sets `train_transform`, `train_seed`, `batch_size`, `eval_batch_size` and `num_workers`.
+
+The pixel-level shift catalog (`shift=corruptions`) is shared here: `use_catalog` keeps the families a
+data set can evaluate, and `pixel_set` corrupts the first test images of each class, cached on disk at the
+model's input size and keyed by the test images' identity (`test_identity`).
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Mapping
 
 import albumentations as A
 import lightning as L
@@ -17,6 +23,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from shapeshift.config.errors import ConfigError
+from shapeshift.data import corruptions, shifts
+from shapeshift.data.cache import cached
+from shapeshift.runs.metric_keys import MIX, SEVERITIES, shifted_set
+
+log = logging.getLogger(__name__)
 
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +50,12 @@ def sample_generators(seed: int, epoch: int, index: int) -> tuple[np.random.Gene
     """The random streams of one training sample in one epoch: a function of (seed, epoch, index) only."""
     seq = np.random.SeedSequence([seed, epoch, index])
     return np.random.Generator(np.random.PCG64(seq)), random.Random(int(seq.generate_state(1)[0]))
+
+
+def first_per_class(labels: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the first `n` images of each class, in their original order."""
+    keep = [np.flatnonzero(labels == c)[:n] for c in np.unique(labels)]
+    return np.sort(np.concatenate(keep)) if keep else np.empty(0, np.int64)
 
 
 class AugmentedDataset(Dataset):
@@ -106,6 +123,74 @@ class ArrayDataModule(L.LightningDataModule):
 
     def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+    # -- the shift catalog -------------------------------------------------------------------------------
+    shift: dict = {}  # noqa: RUF012 (replaced per instance by use_catalog)
+    families: dict = {}  # noqa: RUF012
+    seed: int = 0
+    cache_dir = None
+
+    def use_catalog(self, shift: Mapping | None, renders: bool) -> None:
+        """Keep the shift config's families this data can evaluate: all of them if it `renders` shapes,
+        else those made of pixel operations only (the others are named once in the log)."""
+        self.shift = dict(shift or {})
+        families = {k: list(v) for k, v in (self.shift.get("families") or {}).items()}
+        shifts.validate_catalog(families)
+        if not renders:
+            keep = shifts.image_level_families(families)
+            dropped = [f for f in families if f not in keep]
+            if dropped and keep:
+                log.warning(
+                    "data: %s re-render a star/moon shape; this data set evaluates %d pixel families only",
+                    ", ".join(dropped),
+                    len(keep),
+                )
+            families = {f: families[f] for f in keep}
+        self.families = families
+
+    def catalog_set_names(self) -> list[str]:
+        names = [shifted_set(f, k) for f in self.families for k in SEVERITIES]
+        if self.families and self.shift.get("mix_n_per_class", 0) > 0:
+            names.append(MIX)
+        return names
+
+    def test_identity(self) -> dict:
+        """What identifies the test images, for the catalog's cache key."""
+        raise NotImplementedError
+
+    def catalog_cache_dir(self):
+        return self.cache_dir
+
+    def pixel_set(self, name: str) -> dict[str, np.ndarray]:
+        """One catalog set (or `mix`) made by corrupting the test images: the first `shift.n_per_class`
+        of each class, in test order, each from its own (seed, set, pixels) stream."""
+        n = int(self.shift.get("mix_n_per_class" if name == MIX else "n_per_class", 100))
+        if name == MIX:
+            ops_of = [
+                (shifted_set(f, k), dict(self.families[f][k - 1]))
+                for f in shifts.image_level_families(self.families)
+                for k in SEVERITIES
+            ]
+        else:
+            family, sev = name.rsplit("/s", 1)
+            ops_of = dict(shifts.severity_ops(self.families, family, int(sev)))
+        spec = {"kind": "pixels", "name": name, "ops": ops_of, "n_per_class": n, "test": self.test_identity()}
+
+        def build():
+            images, labels = self.arrays("test")
+            keep = first_per_class(labels, n)
+            base, labels = np.asarray(images[keep]), labels[keep]
+            if name != MIX:
+                return {"images": corruptions.corrupt_set(base, ops_of, self.seed, name), "labels": labels}
+            rng = np.random.default_rng(shifts.set_seed(self.seed, MIX))
+            choice = rng.integers(len(ops_of), size=len(base))
+            out = np.empty_like(base)
+            for j, (_, ops) in enumerate(ops_of):
+                idx = np.flatnonzero(choice == j)
+                out[idx] = corruptions.corrupt_set(base[idx], ops, self.seed, MIX)
+            return {"images": out, "labels": labels, "set": choice}
+
+        return cached(self.catalog_cache_dir(), name, spec, build)
 
     def data_metrics(self) -> dict:
         """What metrics.json records about the data set itself (a folder's counts, skips, leaks)."""

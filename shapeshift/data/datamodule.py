@@ -12,8 +12,9 @@ from shapeshift.config.schema import DataConfig
 from shapeshift.data import IID, backgrounds, shifts
 from shapeshift.data.base import ArrayDataModule
 from shapeshift.data.cache import cached
+from shapeshift.data.corruptions import corrupt_set, is_image_level
 from shapeshift.data.render import CLASSES, render, sample_params
-from shapeshift.runs.metric_keys import MIX, shifted_set
+from shapeshift.runs.metric_keys import MIX
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,7 @@ class ShapesDataModule(ArrayDataModule):
         self.sizes = {"train": n_train_per_class, "val": n_val_per_class, "test": n_test_per_class}
         self.seed, self.batch_size, self.eval_batch_size = seed, batch_size, eval_batch_size
         self.num_workers, self.cache_dir = num_workers, cache_dir
-        self.shift = dict(shift or {})
-        self.families: dict[str, list] = {k: list(v) for k, v in (self.shift.get("families") or {}).items()}
-        shifts.validate_catalog(self.families)
+        self.use_catalog(shift, renders=True)
         self.train_transform, self.train_seed = train_transform, train_seed
         self.class_names, self.num_classes, self.channels = CLASSES, len(CLASSES), 3  # RGB
         self._sets: dict[str, dict[str, np.ndarray]] = {}
@@ -53,10 +52,10 @@ class ShapesDataModule(ArrayDataModule):
     # -- the sets ---------------------------------------------------------------------------------------
     @property
     def test_set_names(self) -> list[str]:
-        names = [IID] + [shifted_set(f, k) for f in self.families for k in shifts.SEVERITIES]
-        if self.families and self.shift.get("mix_n_per_class", 0) > 0:
-            names.append(MIX)
-        return names
+        return [IID, *self.catalog_set_names()]
+
+    def test_identity(self) -> dict:
+        return self._split_spec("test")
 
     def _split_spec(self, split: str) -> dict:
         return {
@@ -112,7 +111,10 @@ class ShapesDataModule(ArrayDataModule):
             images = np.empty((len(base), self.image_size, self.image_size, 3), np.uint8)
             for j, (_, ops) in enumerate(ops_per_image):
                 idx = np.flatnonzero(choice == j)
-                if len(idx):
+                if len(idx) and is_image_level(ops):  # pixel operations: on the rendered test images
+                    plain, _ = render(base.take(idx), self.image_size)
+                    images[idx] = corrupt_set(plain, ops, self.seed, MIX)
+                elif len(idx):
                     images[idx] = shifts.apply(base.take(idx), ops, self.image_size, rng, photos).images
             return {"images": images, "labels": base.label, "set": choice}
 
@@ -151,7 +153,11 @@ class ShapesDataModule(ArrayDataModule):
             else:
                 family, sev = name.rsplit("/s", 1)
                 ops = shifts.severity_ops(self.families, family, int(sev))
-                self._sets[name] = self._render_shift(name, ops, int(self.shift.get("n_per_class", 100)))
+                if is_image_level(ops):
+                    self._sets[name] = self.pixel_set(name)
+                else:
+                    n = int(self.shift.get("n_per_class", 100))
+                    self._sets[name] = self._render_shift(name, ops, n)
         return self._sets[name]
 
     def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:

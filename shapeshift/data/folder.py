@@ -13,7 +13,7 @@ Decoded once: every image is decoded and resized (`data.resize`, see `shapeshift
 time into uint8 `.npy` files under `data.cache_dir`, keyed by the folder's content (each file's path, size
 and modification time) and the decoding settings; later runs, data workers and DDP ranks memory-map the
 same files, and an unchanged folder costs no decode. The evaluation sets are the i.i.d. test split (`iid`);
-a star/moon shift catalog has no shape to move here.
+a star/moon shift catalog has no shape to move here; `shift=corruptions` (pixel operations) does.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +139,8 @@ class FolderDataModule(ArrayDataModule):
         cache_dir: str | None = None,
         train_transform: A.Compose | None = None,
         train_seed: int = 0,
-        **_: object,  # shift and the star/moon sizes: unused here
+        shift: Mapping | None = None,
+        **_: object,  # the star/moon sizes: unused here
     ):
         super().__init__()
         if root is None:
@@ -160,6 +162,7 @@ class FolderDataModule(ArrayDataModule):
             )
         self._sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.summary: dict = {}
+        self.use_catalog(shift, renders=False)
 
     def _check(self) -> None:
         if self.channels not in (1, 3):
@@ -174,7 +177,13 @@ class FolderDataModule(ArrayDataModule):
 
     @property
     def test_set_names(self) -> list[str]:
-        return [IID]
+        return [IID, *self.catalog_set_names()]
+
+    def test_identity(self) -> dict:
+        return {"folder": self._cache_folder().name}
+
+    def catalog_cache_dir(self) -> Path:
+        return self._open()  # beside the decoded images: keyed by the same content
 
     # -- decoding, once ---------------------------------------------------------------------------------
     @property
@@ -276,6 +285,11 @@ class FolderDataModule(ArrayDataModule):
 
     def _load(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         split = "test" if name == IID else name
+        if split not in SPLITS and name in self.catalog_set_names():
+            if name not in self._sets:
+                data = self.pixel_set(name)
+                self._sets[name] = (data["images"], data["labels"])
+            return self._sets[name]
         if split not in SPLITS:
             raise KeyError(f"unknown set {name!r}; choose from train, val, test, {IID}")
         if split not in self._sets:
@@ -323,3 +337,5 @@ class FolderDataModule(ArrayDataModule):
                 ", ".join(s["leaks"][:5]),
             )
         self._load("train")
+        for name in track(self.catalog_set_names(), "data: shift catalog"):
+            self._load(name)  # made once into the cache, here: under DDP only the first process does it

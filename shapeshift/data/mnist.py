@@ -6,7 +6,8 @@ The folder holds `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-ima
 `t10k-labels-idx1-ubyte`, each optionally gzipped (`.gz`), also under the names with a dot
 (`train-images.idx3-ubyte`) or in torchvision's `MNIST/raw/` subfolder. The module has the interface the
 training loop uses from `ShapesDataModule`: uint8 NHWC arrays, uint8 NCHW batches scaled to [-1, 1] on the
-device, (image, label, set index) test batches. Its only evaluation set is the i.i.d. test set (`iid`).
+device, (image, label, set index) test batches. Its evaluation sets are the i.i.d. test set (`iid`) and,
+with `shift=corruptions`, the pixel catalog on the test digits (the star/moon catalog needs a renderer).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import gzip
 import math
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 
 import albumentations as A
@@ -21,6 +23,7 @@ import cv2
 import numpy as np
 
 from shapeshift.config.errors import ConfigError
+from shapeshift.console.progress import track
 from shapeshift.data import IID
 from shapeshift.data.base import ArrayDataModule
 
@@ -131,7 +134,9 @@ class MnistDataModule(ArrayDataModule):
         num_workers: int = 0,
         train_transform: A.Compose | None = None,
         train_seed: int = 0,
-        **_: object,  # shift, cache_dir: the star/moon data's keys, unused here
+        cache_dir: str | None = None,
+        shift: Mapping | None = None,
+        **_: object,
     ):
         super().__init__()
         self.root = root
@@ -143,11 +148,25 @@ class MnistDataModule(ArrayDataModule):
         self.num_classes = NUM_CLASSES
         self.class_names = CLASS_NAMES
         self._sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.cache_dir = cache_dir
+        self.use_catalog(shift, renders=False)
 
     # -- the sets ---------------------------------------------------------------------------------------
     @property
     def test_set_names(self) -> list[str]:
-        return [IID]
+        return [IID, *self.catalog_set_names()]
+
+    def test_identity(self) -> dict:
+        path = find_file(self.root, FILES["test"][0])
+        stat = path.stat() if path else None
+        return {
+            "mnist": str(path),
+            "bytes": stat.st_size if stat else None,
+            "mtime": stat.st_mtime_ns if stat else None,
+            "size": self.image_size,
+            "channels": self.channels,
+            "n_test_per_class": self.sizes["test"],
+        }
 
     def _check(self) -> None:
         """Config problems, raised where train() turns them into one line (not inside instantiate)."""
@@ -203,6 +222,9 @@ class MnistDataModule(ArrayDataModule):
                 images, labels = load_split(self.root, "train")
                 for split, idx in self._split_indices(labels).items():
                     self._sets[split] = (self._format(images[idx]), labels[idx])
+            elif name in self.catalog_set_names():
+                data = self.pixel_set(name)
+                self._sets[name] = (data["images"], data["labels"])
             else:
                 raise KeyError(f"unknown MNIST set {name!r}; choose from train, val, test, {IID}")
         return self._sets[name]
@@ -214,5 +236,5 @@ class MnistDataModule(ArrayDataModule):
     # -- Lightning hooks --------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         # Fails here, with one line, on a missing folder, missing files or a broken file.
-        for name in ["train", *self.test_set_names]:
+        for name in track(["train", *self.test_set_names], "data: MNIST and its shift catalog"):
             self._load(name)

@@ -21,6 +21,7 @@ import numpy as np
 
 from shapeshift.config.errors import ConfigError
 from shapeshift.data import backgrounds
+from shapeshift.data.corruptions import IMAGE_OPS, is_image_level
 from shapeshift.data.render import (
     OPPOSITE_QUADRANT,
     ShapeParams,
@@ -47,7 +48,17 @@ class ShiftError(ConfigError):
     """A catalog entry or a request for one that cannot be honoured."""
 
 
+def _params_of(op: str) -> frozenset[str] | set[str] | None:
+    if op in OPS:
+        return OPS[op]
+    if op in IMAGE_OPS:
+        return IMAGE_OPS[op][1]
+    return None
+
+
 def validate_catalog(families: Mapping[str, list]) -> None:
+    """Five severities per family, known operations with known arguments, and within one severity either
+    shape operations (rendered: star/moon data only) or pixel operations (any data), not both."""
     for family, levels in families.items():
         if len(levels) != len(SEVERITIES):
             raise ShiftError(
@@ -55,15 +66,31 @@ def validate_catalog(families: Mapping[str, list]) -> None:
             )
         for k, ops in enumerate(levels, start=1):
             for op, args in ops.items():
-                if op not in OPS:
+                known = _params_of(op)
+                if known is None:
                     raise ShiftError(
-                        f"shift {family}/s{k}: unknown operation {op!r}; choose from {sorted(OPS)}"
+                        f"shift {family}/s{k}: unknown operation {op!r}; choose from "
+                        f"{sorted(OPS)} (shapes) or {sorted(IMAGE_OPS)} (pixels)"
                     )
-                unknown = set(args) - OPS[op]
+                unknown = set(args or {}) - set(known)
                 if unknown:
                     raise ShiftError(
-                        f"shift {family}/s{k}: {op} takes {sorted(OPS[op])}, not {sorted(unknown)}"
+                        f"shift {family}/s{k}: {op} takes {sorted(known)}, not {sorted(unknown)}"
                     )
+                if op in IMAGE_OPS and set(known) - set(args or {}):
+                    raise ShiftError(
+                        f"shift {family}/s{k}: {op} needs {sorted(set(known) - set(args or {}))}"
+                    )
+            if any(op in IMAGE_OPS for op in ops) and not is_image_level(ops):
+                raise ShiftError(
+                    f"shift {family}/s{k} mixes shape operations with pixel operations; "
+                    "make them two families"
+                )
+
+
+def image_level_families(families: Mapping[str, list]) -> list[str]:
+    """The families whose every severity works on pixels: the ones any data set can evaluate."""
+    return [f for f, levels in families.items() if all(is_image_level(ops) for ops in levels)]
 
 
 def select(families: Mapping[str, list], names: list[str] | None) -> dict[str, list]:
