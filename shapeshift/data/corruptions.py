@@ -90,6 +90,8 @@ def _disk(radius: float, alias_blur: float) -> np.ndarray:
 
 
 def defocus_blur(img, rng, radius, alias_blur):
+    if radius <= 0 and alias_blur <= 0:  # magnitude 0: the identity (cv2 rejects a zero-width kernel)
+        return img
     kernel = _disk(radius * _scale(img), alias_blur)
     out = cv2.filter2D(_float(img), -1, kernel)
     return _uint8(out.reshape(img.shape))
@@ -101,6 +103,8 @@ def _glass(sigma, max_delta, iterations):
 
 
 def glass_blur(img, rng, sigma, max_delta, iterations):
+    if sigma <= 0 and max_delta <= 0:
+        return img
     delta = max(1, round(max_delta * _scale(img)))
     return _albu(_glass(float(sigma), delta, int(iterations)), img, rng)
 
@@ -128,6 +132,8 @@ def _motion(x: np.ndarray, radius: float, sigma: float, angle: float) -> np.ndar
 
 
 def motion_blur(img, rng, radius, sigma):
+    if radius <= 0 or sigma <= 0:
+        return img
     s = _scale(img)
     return _uint8(_motion(_float(img), radius * s, sigma * s, rng.uniform(-45, 45)))
 
@@ -147,6 +153,8 @@ def _gauss(sigma):
 
 
 def gaussian_blur(img, rng, sigma):
+    if sigma <= 0:
+        return img
     return _albu(_gauss(float(sigma) * _scale(img)), img, rng)
 
 
