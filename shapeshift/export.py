@@ -4,8 +4,9 @@
     python -m shapeshift.train data=folder data.root=/tmp/shapes_folder shift=corruptions
 
 Layout: `<out>/<split>/<class>/<index>.png`, the index being the image's place in its split, zero-padded,
-so that the folder's sorted order within a class is the data module's. What `data=folder` then trains on
-is the same pixels and labels; docs/your-data.md says what differs (the order across classes).
+so that the folder's sorted order within a class is the data module's; `<out>/classes.txt` lists the
+classes in label order, so the folder's label indices are the data module's too. What `data=folder` then
+trains on is the same pixels and labels; docs/your-data.md says what differs (the order across classes).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def export(datamodule, out: str | Path, splits=SPLITS) -> dict[str, int]:
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"out={out} is not empty; name a new folder (nothing was written)")
     written = {}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "classes.txt").write_text("".join(f"{name}\n" for name in datamodule.class_names))
     for split in splits:
         images, labels = datamodule.arrays(split)
         width = max(6, len(str(len(labels))))

@@ -54,7 +54,9 @@ def write_folder(root: Path, n: int = 30, modes: bool = True, start: int = 0) ->
 
 
 def module(root: Path, cache: Path, **kw) -> FolderDataModule:
-    return FolderDataModule(root=str(root), image_size=32, cache_dir=str(cache), max_skipped=0.05, **kw)
+    return FolderDataModule(
+        root=str(root), image_size=32, cache_dir=str(cache), **{"max_skipped": 0.05, **kw}
+    )
 
 
 def test_a_folder_is_split_per_class_decoded_once_and_reported(tmp_path):
@@ -108,6 +110,24 @@ def test_an_unchanged_folder_costs_no_decode_and_a_changed_one_rebuilds(tmp_path
     assert len(list((tmp_path / "cache").iterdir())) == 2  # a second cache: the folder's content changed
 
 
+def test_classes_txt_sets_the_label_order(tmp_path):
+    root = write_folder(tmp_path / "images", n=6, modes=False)
+    sorted_order = module(root, tmp_path / "cache", max_skipped=0.1)
+    (root / "classes.txt").write_text("dog\ncat\n")
+    listed = module(root, tmp_path / "cache", max_skipped=0.1)
+    assert (sorted_order.class_names, listed.class_names) == (("cat", "dog"), ("dog", "cat"))
+
+    def images_of(dm, label):
+        return sorted(
+            x.tobytes()
+            for s in ("train", "val", "test")
+            for x, y in zip(*dm.arrays(s), strict=True)
+            if y == label
+        )
+
+    assert images_of(sorted_order, 0) == images_of(listed, 1)  # the cats, now label 1
+
+
 def test_the_same_seed_gives_the_same_split_and_another_seed_another(tmp_path):
     root = write_folder(tmp_path / "images", n=20, modes=False)
     a, b, c = (module(root, tmp_path / f"cache{k}", seed=s) for k, s in ((0, 0), (1, 0), (2, 1)))
@@ -144,6 +164,10 @@ def test_split_folders_are_used_and_an_image_in_two_of_them_is_a_leak(tmp_path):
                 (r / "val" / "cat").mkdir(parents=True),
             ],
             "every split needs the same class folders",
+        ),
+        (
+            lambda r: [write_folder(r, n=3, modes=False), (r / "classes.txt").write_text("dog\ncat\nbird\n")],
+            r"lists \['dog', 'cat', 'bird'\], the class folders are \['cat', 'dog'\]",
         ),
     ],
 )

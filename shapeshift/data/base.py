@@ -27,6 +27,8 @@ from shapeshift.data import corruptions, shifts
 from shapeshift.data.cache import cached
 from shapeshift.runs.metric_keys import MIX, SEVERITIES, shifted_set
 
+MIX_CHOICE = "mix/choice"  # the stream that picks each image's set in a pixel `mix`
+
 log = logging.getLogger(__name__)
 
 
@@ -174,7 +176,14 @@ class ArrayDataModule(L.LightningDataModule):
         else:
             family, sev = name.rsplit("/s", 1)
             ops_of = dict(shifts.severity_ops(self.families, family, int(sev)))
-        spec = {"kind": "pixels", "name": name, "ops": ops_of, "n_per_class": n, "test": self.test_identity()}
+        spec = {
+            "kind": "pixels",
+            "version": 2,
+            "name": name,
+            "ops": ops_of,
+            "n_per_class": n,
+            "test": self.test_identity(),
+        }
 
         def build():
             images, labels = self.arrays("test")
@@ -182,8 +191,11 @@ class ArrayDataModule(L.LightningDataModule):
             base, labels = np.asarray(images[keep]), labels[keep]
             if name != MIX:
                 return {"images": corruptions.corrupt_set(base, ops_of, self.seed, name), "labels": labels}
-            rng = np.random.default_rng(shifts.set_seed(self.seed, MIX))
-            choice = rng.integers(len(ops_of), size=len(base))
+            # Each image's set from its own stream, as its corruption: the same mix in any test order.
+            choice = np.array(
+                [corruptions.image_seed(self.seed, MIX_CHOICE, x).integers(len(ops_of)) for x in base],
+                np.int64,
+            )
             out = np.empty_like(base)
             for j, (_, ops) in enumerate(ops_of):
                 idx = np.flatnonzero(choice == j)

@@ -4,10 +4,11 @@
 
 Layout: `root/<class>/<image>` (split here, seeded and stratified: `data.val_fraction` and
 `data.test_fraction` of each class), or `root/train/<class>/...` with optional `root/val/` and
-`root/test/` (a missing one is carved from train the same way). Class names are the folder names, sorted;
-every split must have train's classes. Files that are not images (by suffix) are ignored; images that
-cannot be decoded are skipped and listed (`skipped.csv` beside the cache), and more than
-`data.max_skipped` of them (a share) stops the run.
+`root/test/` (a missing one is carved from train the same way). Class names are the folder names, sorted,
+or in the order `root/classes.txt` lists them (one per line; `python -m shapeshift.export` writes it so a
+data set keeps its label indices); every split must have train's classes. Files that are not images
+(by suffix) are ignored; images that cannot be decoded are skipped and listed (`skipped.csv` beside the
+cache), and more than `data.max_skipped` of them (a share) stops the run.
 
 Decoded once: every image is decoded and resized (`data.resize`, see `shapeshift.data.images`) one at a
 time into uint8 `.npy` files under `data.cache_dir`, keyed by the folder's content (each file's path, size
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 CACHE_VERSION = 1  # bump when decoding changes what a given folder produces
 SKIPPED_FILE = "skipped.csv"
+CLASS_ORDER_FILE = "classes.txt"  # optional: the class folders in label order, one per line
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ def scan(root: Path) -> tuple[tuple[str, ...], list[Source]]:
         raise FolderError(f"data.root={root} holds no class folders (<root>/<class>/<image>)")
     if len(classes) < 2:
         raise FolderError(f"data.root={root} holds one class ({classes[0]}); a classifier needs two or more")
+    classes = class_order(root, classes)
     sources = []
     for split, dirs in layout.items():
         for label, name in enumerate(classes):
@@ -89,6 +92,19 @@ def scan(root: Path) -> tuple[tuple[str, ...], list[Source]]:
                 raise FolderError(f"class {name!r} has no images in {dirs[name]}")
             sources += [Source(p, label, split) for p in files]
     return classes, sources
+
+
+def class_order(root: Path, classes: tuple[str, ...]) -> tuple[str, ...]:
+    """The classes in `root/classes.txt`'s order when it exists (it must name each class folder once)."""
+    listing = root / CLASS_ORDER_FILE
+    if not listing.is_file():
+        return classes
+    names = tuple(line.strip() for line in listing.read_text().splitlines() if line.strip())
+    if sorted(names) != sorted(classes):
+        raise FolderError(
+            f"{listing} lists {list(names)}, the class folders are {sorted(classes)}: list each folder once"
+        )
+    return names
 
 
 def content_key(root: Path, sources: list[Source], settings: dict) -> str:
