@@ -23,6 +23,7 @@ import shapeshift.config.schema  # noqa: F401 - the schemas the config composes 
 from shapeshift.config.errors import ConfigError
 from shapeshift.console.errors import command_errors
 from shapeshift.console.progress import track
+from shapeshift.data.folder import CLASS_ORDER_FILE
 
 SPLITS = ("train", "val", "test")
 
@@ -34,7 +35,7 @@ def export(datamodule, out: str | Path, splits=SPLITS) -> dict[str, int]:
         raise ConfigError(f"out={out} is not empty; name a new folder (nothing was written)")
     written = {}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "classes.txt").write_text("".join(f"{name}\n" for name in datamodule.class_names))
+    (out / CLASS_ORDER_FILE).write_text("".join(f"{name}\n" for name in datamodule.class_names))
     for split in splits:
         images, labels = datamodule.arrays(split)
         width = max(6, len(str(len(labels))))
