@@ -3,6 +3,7 @@
     python -m shapeshift.report outputs/sweeps/2026-01-01/12-00-00-000000
     python -m shapeshift.report sweep_machine_a sweep_machine_b      # written into the first folder
     python -m shapeshift.report <dirs> --min-iid 0.97                # leave out runs that did not learn
+    python -m shapeshift.report <dirs> --baseline arch=cnn           # shift=corruptions: CE and mCE
 
 Reads only each run's `metrics.json`, `run.json` and `.hydra/*.yaml` (no torch: it starts in a moment,
 wherever the folders were copied). Runs are grouped by arch x aug; each group shows the mean over seeds
@@ -37,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="leave out runs whose i.i.d. test accuracy is below ACC (e.g. 0.97): like with like",
     )
     parser.add_argument(
+        "--baseline",
+        metavar="KEY=VALUE[,...]",
+        help="the cell that corruption errors (CE, relative CE, mCE; Hendrycks & Dietterich 2019) are "
+        "divided by, e.g. arch=cnn (aug=none unless given) or arch=cnn,aug=basic",
+    )
+    parser.add_argument(
         "--metrics",
         default=METRICS_FILE,
         metavar="FILE",
@@ -46,7 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = report(
-            args.dirs, args.out, plots=not args.no_plots, min_iid=args.min_iid, metrics_file=args.metrics
+            args.dirs,
+            args.out,
+            plots=not args.no_plots,
+            min_iid=args.min_iid,
+            metrics_file=args.metrics,
+            baseline=args.baseline,
         )
     except ReportError as err:
         print(f"shapeshift report: {err}", file=sys.stderr)

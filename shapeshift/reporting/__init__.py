@@ -3,7 +3,8 @@ Albumentations, and nothing of shapeshift but runs/ and console/ (tracking/ logs
 
 runs.py     find and read runs          stats.py    mean and 95% interval over seeds
 tables.py   groups, gains, columns      writing.py  report.md, results.csv, the terminal table
-plots.py    heatmap, severity curves, gains
+plots.py    heatmap, severity curves, gains, corruption error
+corruption_error.py  CE, relative CE and mCE against a baseline cell (Hendrycks & Dietterich 2019)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from shapeshift.reporting.corruption_error import Baseline, add_corruption_errors, find_baseline
 from shapeshift.reporting.plots import draw_all
 from shapeshift.reporting.runs import ReportError, Run, collect, leave_out_unlearned
 from shapeshift.reporting.stats import Stat, mean_interval, t_quantile
@@ -20,6 +22,7 @@ from shapeshift.reporting.writing import CSV_FILE, REPORT_FILE, render_markdown,
 from shapeshift.runs.folder import METRICS_FILE
 
 __all__ = [
+    "Baseline",
     "Group",
     "ReportError",
     "Run",
@@ -41,19 +44,22 @@ def report(
     plots: bool = True,
     min_iid: float | None = None,
     metrics_file: str = METRICS_FILE,
+    baseline: str | None = None,
 ) -> dict:
-    """Write report.md, results.csv and the plots into `out_dir` (default: the first root)."""
+    """Write report.md, results.csv and the plots into `out_dir` (default: the first root). `baseline`
+    (`arch=cnn`): the cell corruption errors and mCE are relative to."""
     roots = [str(r) for r in roots]
     runs = collect(roots, metrics_file)
     if min_iid is not None:
         leave_out_unlearned(runs, min_iid)
+    base: Baseline | None = add_corruption_errors(runs, find_baseline(runs, baseline)) if baseline else None
     groups = summarize(runs)
     out = Path(out_dir or roots[0])
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / CSV_FILE, runs)
     drawn, skipped = draw_all(out, groups, runs) if plots and groups else ({}, {})
-    (out / REPORT_FILE).write_text(render_markdown(roots, runs, groups, drawn, skipped))
-    return {"runs": runs, "groups": groups, "out": out, "plots": drawn, "skipped": skipped}
+    (out / REPORT_FILE).write_text(render_markdown(roots, runs, groups, drawn, skipped, base))
+    return {"runs": runs, "groups": groups, "out": out, "plots": drawn, "skipped": skipped, "baseline": base}
 
 
 def print_summary(result: dict) -> None:

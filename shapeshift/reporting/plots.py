@@ -23,11 +23,20 @@ from shapeshift.reporting.tables import (  # noqa: E402
     set_columns,
 )
 from shapeshift.runs.folder import RISK_COVERAGE_FILE, read_json  # noqa: E402
-from shapeshift.runs.metric_keys import IID, OOD, SEVERITIES, severity_points, test_key  # noqa: E402
+from shapeshift.runs.metric_keys import (  # noqa: E402
+    CE,
+    IID,
+    OOD,
+    SEVERITIES,
+    mce_key,
+    severity_points,
+    test_key,
+)
 
 HEATMAP = "heatmap.png"
 GAIN = "aug_gain.png"
 RISK = "risk_coverage.png"
+CE_PLOT = "corruption_error.png"
 DPI = 110
 # One colour per arch in every figure, so that a reader who learned "resnet18 is red" in one keeps it.
 ARCH_COLORS = {
@@ -266,6 +275,29 @@ def risk_coverage(path: Path, groups: Sequence[Group]) -> Figure | None:
     return _save(fig, path)
 
 
+def corruption_error(path: Path, groups: Sequence[Group], runs: Sequence[Run]) -> Figure | None:
+    """Group x family CE against the report's baseline (1 = the baseline's error, centred in the colour
+    map: blue better, red worse), mCE first; nothing when the report had no --baseline."""
+    cols = [("mCE", mce_key())] + [(f, test_key(f, CE)) for f in families_of(runs)]
+    cols = [(h, k) for h, k in cols if any(k in g.stats for g in groups)]
+    if not cols:
+        return None
+    values = [[g.stats[k].mean if k in g.stats else math.nan for _, k in cols] for g in groups]
+    finite = [v for row in values for v in row if not math.isnan(v)]
+    spread = max(0.25, *(abs(v - 1.0) for v in finite))
+    fig, ax = plt.subplots(layout="constrained", figsize=(2.5 + 0.55 * len(cols), 1.2 + 0.38 * len(groups)))
+    image = ax.imshow(values, vmin=1.0 - spread, vmax=1.0 + spread, cmap="RdBu_r", aspect="auto")
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            if not math.isnan(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5)
+    ax.set_xticks(range(len(cols)), [h for h, _ in cols], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(groups)), [f"{g.arch} x {g.aug} (n={g.n})" for g in groups], fontsize=8)
+    ax.set_title("Corruption error against the baseline (mean over seeds; lower is better)", fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="CE")
+    return _save(fig, path)
+
+
 def draw_all(
     out: Path, groups: Sequence[Group], runs: Sequence[Run]
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -282,6 +314,8 @@ def draw_all(
             drawn[f"Accuracy vs severity, aug={aug}"] = name
         else:
             skipped[name] = "no o.o.d. family in the metrics"
+    if corruption_error(out / CE_PLOT, groups, runs):
+        drawn["Corruption error per family against the baseline"] = CE_PLOT
     if risk_coverage(out / RISK, groups):
         drawn["Risk vs coverage of the quality-control gate"] = RISK
     if gain_bars(out / GAIN, groups):

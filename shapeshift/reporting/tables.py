@@ -10,14 +10,18 @@ from dataclasses import dataclass
 from shapeshift.reporting.runs import Run
 from shapeshift.reporting.stats import Stat, holm, mean_interval, paired_t_p, sign_test_p
 from shapeshift.runs.metric_keys import (
+    CE,
+    CORRUPTION_GROUPS,
     IID,
     MIX,
     OOD,
+    RELATIVE_CE,
     SEVERITY_KEY,
     SHORTCUT_FAMILY,
     SHORTCUT_KEY,
     SUMMARY_SETS,
     is_number,
+    mce_key,
     shifted_set,
     test_key,
 )
@@ -195,8 +199,31 @@ def extra_keys(groups: Sequence[Group]) -> list[str]:
             and k not in keys
             and not SEVERITY_KEY.match(k)
             and not any(f"/{m}/" in k for m in QC_METRICS)
+            and not is_corruption_error(k)
         ]
     return keys
+
+
+def is_corruption_error(key: str) -> bool:
+    """A key of the corruption-error table: test/<family>/ce, .../relative_ce, test/mce..., not "other"."""
+    return key.endswith((f"/{CE}", f"/{RELATIVE_CE}")) or key.removeprefix("test/").startswith(
+        ("mce", "relative_mce")
+    )
+
+
+def ce_rows(groups: Sequence[Group], families: Sequence[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """(summary rows, per-family rows): per group the clean error and each corruption group's mCE and
+    relative mCE; then each family's CE (relative CE below it in the CSV)."""
+    summary_keys = [test_key(IID, "acc")] + [
+        mce_key(g, rel) for g in CORRUPTION_GROUPS for rel in (False, True)
+    ]
+    summary, per_family = [], []
+    for g in groups:
+        clean = g.stats.get(test_key(IID, "acc"))
+        row = [g.arch, g.aug, str(g.n), f"{1 - clean.mean:.3f}" if clean else ""]
+        summary.append(row + cells(g, summary_keys[1:]))
+        per_family.append([g.arch, g.aug, str(g.n), *cells(g, [test_key(f, CE) for f in families])])
+    return summary, per_family
 
 
 QC_SETS = (

@@ -7,12 +7,15 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from shapeshift.reporting.corruption_error import Baseline
 from shapeshift.reporting.runs import Run
 from shapeshift.reporting.stats import NO_INTERVAL
 from shapeshift.reporting.tables import (
     Group,
+    ce_rows,
     cells,
     extra_keys,
+    families_of,
     gains,
     main_rows,
     metric_keys,
@@ -22,7 +25,7 @@ from shapeshift.reporting.tables import (
     sign_tests,
 )
 from shapeshift.runs.folder import METRICS_FILE
-from shapeshift.runs.metric_keys import is_number
+from shapeshift.runs.metric_keys import CE, CORRUPTION_GROUPS, IMAGENET_C, is_number, test_key
 
 REPORT_FILE = "report.md"
 CSV_FILE = "results.csv"
@@ -92,7 +95,7 @@ def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
     return columns
 
 
-def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
+def _group_tables(groups: Sequence[Group], runs: Sequence[Run], baseline: Baseline | None) -> list[str]:
     lines = ["## Main table", "", markdown_table(*main_rows(groups)), ""]
     cols = set_columns(groups, runs)
     if cols:
@@ -160,6 +163,7 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
             lines += [title, "", intro, ""]
             for name, header, rows in tables:
                 lines += [f"### `{name}`", "", markdown_table(header, rows), ""]
+    lines += corruption_section(groups, baseline, families_of(runs))
     lines += [
         "## Seeds",
         "",
@@ -169,6 +173,58 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run]) -> list[str]:
         ),
         "",
     ]
+    return lines
+
+
+def corruption_section(
+    groups: Sequence[Group], baseline: Baseline | None, families: Sequence[str]
+) -> list[str]:
+    """The field's summary numbers for shift=corruptions: CE per family and mCE against the baseline."""
+    if baseline is None:
+        if all(f in families for f in IMAGENET_C):
+            return [
+                "## Corruption error",
+                "",
+                "These runs hold the 15 ImageNet-C corruptions: `--baseline arch=<arch>` adds CE and mCE.",
+                "",
+            ]
+        return []
+    scored = [f for f in families if any(test_key(f, CE) in g.stats for g in groups)]
+    if not scored:
+        return []
+    n = len(baseline.runs)
+    lines = [
+        "## Corruption error (Hendrycks & Dietterich 2019)",
+        "",
+        f"Baseline: `{baseline.label}`, {n} run{'s' * (n != 1)}, its errors averaged over seeds. "
+        "CE(c) = Σ_s E(c, s) / Σ_s E_base(c, s); relative CE(c) = Σ_s [E(c, s) − E(clean)] / "
+        "Σ_s [E_base(c, s) − E_base(clean)], each model against its own clean error. mCE is the mean CE "
+        "over the 15 ImageNet-C corruptions; the held-out (validation) corruptions and the geometric "
+        "shifts get the same mean beside it, never in it. 1.000 is the baseline's error; lower is better. "
+        "Error per set is 1 − its accuracy in the CSV.",
+        "",
+    ]
+    for metric, names in baseline.undefined.items():
+        lines.append(
+            f"- {metric}: left out of every mean for {', '.join(f'`{f}`' for f in names)}: the baseline's "
+            + ("error there is zero." if metric == CE else "error there does not rise above its clean error.")
+        )
+    for group, names in baseline.incomplete.items():
+        lines.append(f"- no {group} mean: the runs lack {', '.join(f'`{f}`' for f in names)}.")
+    lines += [""] if baseline.undefined or baseline.incomplete else []
+    summary, per_family = ce_rows(groups, scored)
+    header = ["arch", "aug", "n", "clean err"]
+    header += [
+        f"{'rel. ' if rel else ''}mCE{'' if g == 'imagenet_c' else ' ' + g}"
+        for g in CORRUPTION_GROUPS
+        for rel in (False, True)
+    ]
+    keep = [i for i in range(len(header)) if i < 4 or any(row[i] for row in summary)]
+    lines += [markdown_table([header[i] for i in keep], [[row[i] for i in keep] for row in summary]), ""]
+    lines += ["CE per family:", ""]
+    for part in _chunks(list(range(len(scored))), 8):
+        head = ["arch", "aug", "n", *(scored[i] for i in part)]
+        lines += [markdown_table(head, [row[:3] + [row[3 + i] for i in part] for row in per_family]), ""]
     return lines
 
 
@@ -186,6 +242,7 @@ def render_markdown(
     groups: Sequence[Group],
     plots: dict[str, str],
     skipped: dict[str, str],
+    baseline: Baseline | None = None,
 ) -> str:
     finished = [r for r in runs if r.finished]
     missing = [r for r in runs if not r.finished]
@@ -203,7 +260,7 @@ def render_markdown(
         "quadrants; `ood` the mean over every family and severity.",
         "",
     ]
-    lines += _group_tables(groups, runs) if groups else ["No run has finished yet.", ""]
+    lines += _group_tables(groups, runs, baseline) if groups else ["No run has finished yet.", ""]
     if plots or skipped:
         lines += ["## Plots", ""]
         for title, name in plots.items():

@@ -36,6 +36,39 @@ def severity_key(family: str, severity: int, metric: str = "acc") -> str:
     return test_key(shifted_set(family, severity), metric)
 
 
+# The shift=corruptions catalog's groups (conf/shift/corruptions.yaml). mCE is Hendrycks & Dietterich's
+# (2019) mean over the 15 ImageNet-C corruptions; the held-out and geometric groups get the same mean,
+# reported beside it, never inside it.
+IMAGENET_C = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
+HELD_OUT = ("speckle_noise", "gaussian_blur", "spatter", "saturate")  # ImageNet-C's validation corruptions
+GEOMETRIC = ("translate", "scale", "rotation", "flip", "border_crop")
+CORRUPTION_GROUPS = {"imagenet_c": IMAGENET_C, "held_out": HELD_OUT, "geometric": GEOMETRIC}
+CE = "ce"  # a family's corruption error against a baseline run: test/<family>/ce
+RELATIVE_CE = "relative_ce"  # the same on the rise of error over each model's clean error
+
+
+def mce_key(group: str = "imagenet_c", relative: bool = False) -> str:
+    """`test/mce` (the 15 ImageNet-C corruptions), `test/relative_mce`, `test/mce_held_out`, ..."""
+    name = ("relative_mce" if relative else "mce") + ("" if group == "imagenet_c" else f"_{group}")
+    return f"test/{name}"
+
+
 SHORTCUT_KEY = severity_key(SHORTCUT_FAMILY, SEVERITIES[-1])  # test/position/s5/acc: the study's headline
 # Keys of the whole test, not of one set.
 CONSISTENCY_KEY = "test/consistency"  # Zhang (2019): the same class under two small shifts, i.i.d. images
