@@ -33,6 +33,11 @@ def test_seed_study_sweep_folder_and_job_names():
     assert "experiment" in cfg.hydra.job.config.override_dirname.exclude_keys
 
 
+def test_the_digits_study_finishes_every_cell_of_seed_0_first():
+    params = compose_train(["experiment=digits_study"]).hydra.sweeper.params
+    assert list(params)[0] == "seed"  # the basic sweeper's product varies the first key slowest
+
+
 def test_seed_study_runs_two_jobs_at_a_time_unless_told_otherwise():
     launcher = compose_train(["experiment=seed_study"]).hydra.launcher
     assert launcher._target_.endswith("JoblibLauncher") and launcher.n_jobs == 2

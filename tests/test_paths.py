@@ -76,3 +76,23 @@ def test_an_unwritable_log_dir_is_one_line(tmp_path, capsys, monkeypatch):
     assert "cannot write to SHAPESHIFT_LOG_DIR" in capsys.readouterr().err
     check_output_dir([f"hydra.run.dir={tmp_path / 'run'}"])  # a named run dir is what counts
     assert Path(tmp_path / "run").is_dir()
+
+
+def test_a_path_in_a_sweep_does_not_nest_its_job_folders():
+    """`data.root=/tmp/digits` in a job's name made `0_arch=cnn,data.root=/tmp/digits,seed=0` three folders
+    deep, and the next job's prefix a folder of its own: every key that takes a path is left out."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    exclude = set(compose_train([]).hydra.job.config.override_dirname.exclude_keys)
+    path_keys = {
+        "data.root",
+        "data.cache_dir",
+        "shift.photo_dir",
+        "arch.weights",
+        "ckpt_path",
+        "paths.log_dir",
+    }
+    assert path_keys <= exclude
+    overrides = OverridesParser.create().parse_overrides(["arch=cnn", "data.root=/tmp/digits", "seed=0"])
+    kept = [o for o in overrides if o.key_or_group not in exclude]
+    assert all("/" not in o.input_line for o in kept)
