@@ -2,6 +2,7 @@
 
 python -m shapeshift.preview                       # -> outputs/preview.png
 python -m shapeshift.preview out=docs/catalog.png examples=10 shift.families=[rotation,scale]
+python -m shapeshift.preview data=folder data.root=<dir> shift=corruptions severities=[1,3,5]  # one image
 """
 
 from __future__ import annotations
@@ -62,10 +63,51 @@ def draw(datamodule, out: Path, examples: int = 8) -> Path:
     return out
 
 
+def severity_sheet(datamodule, out: Path, severities: list[int], index: int = 0) -> Path:
+    """One test image under every family at the given severities: a row per family, the i.i.d. image
+    first. Every set is drawn from the same first test images of each class, in order, so position
+    `index` of class 0 is the same source image in each."""
+    families = list(dict.fromkeys(n.rsplit("/s", 1)[0] for n in datamodule.test_set_names if "/s" in n))
+    if not families:
+        raise SystemExit("preview severities=...: this catalog has no families with severities")
+
+    def image(name: str) -> np.ndarray:
+        images, y = datamodule.arrays(name)
+        return images[np.flatnonzero(y == 0)[index]]
+
+    clean = image("iid")
+    grey = clean.shape[-1] == 1
+    columns = ["i.i.d.", *(f"s{k}" for k in severities)]
+    fig, axes = plt.subplots(
+        len(families),
+        len(columns),
+        figsize=(1.1 * len(columns) + 1.6, 1.1 * len(families) + 0.4),
+        squeeze=False,
+        layout="constrained",
+    )
+    for row, family in zip(axes, families, strict=True):
+        for ax, k in zip(row, [0, *severities], strict=True):
+            picture = clean if k == 0 else image(f"{family}/s{k}")
+            ax.imshow(picture[..., 0] if grey else picture, cmap="gray" if grey else None, vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(family, rotation=0, ha="right", va="center", fontsize=8)
+    for ax, title in zip(axes[0], columns, strict=True):
+        ax.set_title(title, fontsize=8)
+    fig.suptitle(f"one test image ({datamodule.class_names[0]}) under each family", fontsize=9)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight", dpi=100)
+    plt.close(fig)
+    return out
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="preview")
 def main(cfg: DictConfig) -> None:
     datamodule = instantiate(cfg.data, shift=OmegaConf.to_container(cfg.shift, resolve=True))
-    path = draw(datamodule, Path(cfg.out), cfg.examples)
+    if cfg.severities:
+        path = severity_sheet(datamodule, Path(cfg.out), list(cfg.severities))
+    else:
+        path = draw(datamodule, Path(cfg.out), cfg.examples)
     print(f"wrote {path}")
 
 

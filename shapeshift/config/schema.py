@@ -218,6 +218,7 @@ class PreviewConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     out: str = "outputs/preview.png"  # conf/preview.yaml: ${paths.log_dir}/preview.png
     examples: int = 8
+    severities: list[int] | None = None  # [1,3,5]: a sheet of one image, a row per family, instead
 
 
 @dataclass
