@@ -32,8 +32,8 @@ import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from benchmarks.common import ROOT, config, emit, median_rate, settings  # noqa: E402
-from benchmarks.training import lightning_loop  # noqa: E402
+from benchmarks.common import ROOT, config, emit, median_rate  # noqa: E402
+from benchmarks.training import lightning_loop, test_trainer  # noqa: E402
 from shapeshift.data.backgrounds import load_photos  # noqa: E402
 from shapeshift.engine.pipeline import build_backbone, build_classifier, build_datamodule  # noqa: E402
 
@@ -135,19 +135,12 @@ def _test_seconds(cfg) -> tuple[float, float, int, int]:
     build = time.perf_counter() - t
     L.seed_everything(0, verbose=False)
     model = build_classifier(cfg, build_backbone(cfg, "cnn"), dm.test_set_names)
-    trainer = L.Trainer(
-        accelerator=settings.accelerator,
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        precision=cfg.trainer.precision,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = test_trainer(cfg)
     t = time.perf_counter()
     trainer.test(model, datamodule=dm, verbose=False)
     sets = len(dm.test_set_names) - 1  # the i.i.d. set is tested in both
-    return build, time.perf_counter() - t, 500 * 2, sets
+    per_set = len(dm.arrays(dm.test_set_names[-1])[1])
+    return build, time.perf_counter() - t, per_set, sets
 
 
 def bench_catalog(cache: str) -> None:

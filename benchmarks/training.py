@@ -117,6 +117,20 @@ def _fit(dm):
 
 
 # 4 ---------------------------------------------------------------------------------------------------------
+def test_trainer(cfg, callbacks=()) -> L.Trainer:
+    """A quiet Trainer for timing `trainer.test` under the benchmark's accelerator and the run's precision."""
+    return L.Trainer(
+        accelerator=settings.accelerator,
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        precision=cfg.trainer.precision,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+    )
+
+
 def bench_eval(cache: str) -> None:
     """The test of a finished run: the catalog alone, then with quality control (detectors fitted on the
     training and validation images, then scored in the same forward pass as the metrics)."""
@@ -129,16 +143,7 @@ def bench_eval(cache: str) -> None:
         seconds = {}
         for name, callbacks in (("catalog", []), ("catalog + qc", quality_control(cfg, None))):
             model = build_classifier(cfg, build_backbone(cfg, arch), dm.test_set_names)
-            trainer = L.Trainer(
-                accelerator=settings.accelerator,
-                devices=1,
-                logger=False,
-                enable_checkpointing=False,
-                precision=cfg.trainer.precision,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                callbacks=callbacks,
-            )
+            trainer = test_trainer(cfg, callbacks)
             t = time.perf_counter()
             trainer.test(model, datamodule=dm, verbose=False)
             seconds[name] = time.perf_counter() - t

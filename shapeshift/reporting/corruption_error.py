@@ -47,7 +47,11 @@ class Baseline:
 
     @property
     def label(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.selector.items())
+        return _label(self.selector)
+
+
+def _label(selector: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in selector.items())
 
 
 def parse_selector(text: str) -> dict[str, str]:
@@ -95,7 +99,7 @@ def find_baseline(runs: Sequence[Run], text: str) -> Baseline:
     """The compared runs the selector picks; one arch x aug cell of them, or a one-line error."""
     selector = parse_selector(text)
     chosen = [r for r in runs if r.compared and _matches(r, selector)]
-    label = " ".join(f"{k}={v}" for k, v in selector.items())
+    label = _label(selector)
     if not chosen:
         cells = sorted({" ".join(r.group) for r in runs if r.compared})
         raise ReportError(

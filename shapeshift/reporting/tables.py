@@ -214,14 +214,12 @@ def is_corruption_error(key: str) -> bool:
 def ce_rows(groups: Sequence[Group], families: Sequence[str]) -> tuple[list[list[str]], list[list[str]]]:
     """(summary rows, per-family rows): per group the clean error and each corruption group's mCE and
     relative mCE; then each family's CE (relative CE below it in the CSV)."""
-    summary_keys = [test_key(IID, "acc")] + [
-        mce_key(g, rel) for g in CORRUPTION_GROUPS for rel in (False, True)
-    ]
+    mce_keys = [mce_key(g, rel) for g in CORRUPTION_GROUPS for rel in (False, True)]
     summary, per_family = [], []
     for g in groups:
         clean = g.stats.get(test_key(IID, "acc"))
         row = [g.arch, g.aug, str(g.n), f"{1 - clean.mean:.3f}" if clean else ""]
-        summary.append(row + cells(g, summary_keys[1:]))
+        summary.append(row + cells(g, mce_keys))
         per_family.append([g.arch, g.aug, str(g.n), *cells(g, [test_key(f, CE) for f in families])])
     return summary, per_family
 
