@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    if not images.flags.writeable:  # the read-only cache map: for grey images permute() copies nothing
+        images = np.array(images)
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(
         labels.astype(np.int64)
     )
