@@ -167,3 +167,24 @@ def test_the_ce_heatmap_is_drawn_with_a_baseline_only(sweep):
     result = rp.report([sweep], baseline="arch=cnn", plots=True)
     assert (sweep / CE_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["plots"]["Corruption error per family against the baseline"] == CE_PLOT
+
+
+def test_the_mce_change_of_an_augmentation_is_paired_by_seed(sweep):
+    """gap x basic at the same clean errors as gap x none, with slopes 0.005 and 0 for seeds 0 and 1: each
+    seed's mCE falls by the mean over the scored families of 15 (0.01 - slope) w / the baseline's sum."""
+    for seed, (clean, slope) in enumerate(((0.05, 0.005), (0.15, 0.0))):
+        make_run(sweep, "gap", "basic", seed, clean, slope)
+    assert report_main([str(sweep), "--baseline", "arch=cnn", "--no-plots"]) == 0
+    scored = [f for f in IMAGENET_C if f != ZERO_FOR_BASELINE]
+
+    def fall(slope: float) -> float:
+        base = {f: 5 * 0.15 + (0 if f == FLAT_FOR_BASELINE else 0.30 * weight(f)) for f in scored}
+        return sum(15 * (0.01 - slope) * weight(f) / base[f] for f in scored) / len(scored)
+
+    diffs = [-fall(0.005), -fall(0.0)]
+    text = (sweep / "report.md").read_text().split("Change of mCE against `none`")[1]
+    row = next(line for line in text.splitlines() if line.startswith("| gap | basic |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[2]) == pytest.approx(sum(diffs) / 2, abs=5e-4)
+    assert cells[3].startswith(f"{sum(diffs) / 2:.3f} ± ") and cells[4] == "2"
+    assert "| basic | gap | 2 of 2 | 0.500 | 0.500 |" in text  # both seeds fell: a two-sided sign test

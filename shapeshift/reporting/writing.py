@@ -25,7 +25,7 @@ from shapeshift.reporting.tables import (
     sign_tests,
 )
 from shapeshift.runs.folder import METRICS_FILE
-from shapeshift.runs.metric_keys import CE, CORRUPTION_GROUPS, IMAGENET_C, is_number, test_key
+from shapeshift.runs.metric_keys import CE, CORRUPTION_GROUPS, IMAGENET_C, is_number, mce_key, test_key
 
 REPORT_FILE = "report.md"
 CSV_FILE = "results.csv"
@@ -115,26 +115,7 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run], baseline: Baseli
             "the augmentations.",
             "",
         ]
-        rows = [
-            [
-                g["arch"],
-                g["aug"],
-                f"{g['gain']:+.3f}",
-                g["paired"].cell() if g["paired"] else "",
-                str(g["paired"].n if g["paired"] else 0),
-                _p(g["p"]),
-                _p(g["p_holm"]),
-            ]
-            for g in gain_rows
-        ]
-        lines += [markdown_table(["arch", "aug", "gain", "paired gain", "pairs", "p", "Holm"], rows), ""]
-        signs = sign_tests(gain_rows)
-        if signs:
-            rows = [
-                [s["aug"], ", ".join(s["archs"]), f"{s['wins']} of {s['pairs']}", _p(s["p"]), _p(s["p_holm"])]
-                for s in signs
-            ]
-            lines += [markdown_table(["aug", "archs", "pairs up", "p", "Holm"], rows), ""]
+        lines += _gain_tables(gain_rows, "gain", "pairs up")
     extras = extra_keys(groups)
     if extras:
         lines += ["## Other test metrics", ""]
@@ -173,6 +154,38 @@ def _group_tables(groups: Sequence[Group], runs: Sequence[Run], baseline: Baseli
         ),
         "",
     ]
+    return lines
+
+
+def _gain_tables(gain_rows: Sequence[dict], change: str, direction: str, up: bool = True) -> list[str]:
+    """The paired table (one row per arch x aug) and the sign tests under it. `up=False` counts the
+    pairs where the metric fell (for errors, where lower is better)."""
+    rows = [
+        [
+            g["arch"],
+            g["aug"],
+            f"{g['gain']:+.3f}",
+            g["paired"].cell() if g["paired"] else "",
+            str(g["paired"].n if g["paired"] else 0),
+            _p(g["p"]),
+            _p(g["p_holm"]),
+        ]
+        for g in gain_rows
+    ]
+    lines = [markdown_table(["arch", "aug", change, f"paired {change}", "pairs", "p", "Holm"], rows), ""]
+    signs = sign_tests(gain_rows)
+    if signs:
+        rows = [
+            [
+                s["aug"],
+                ", ".join(s["archs"]),
+                f"{s['wins'] if up else s['pairs'] - s['wins']} of {s['pairs']}",
+                _p(s["p"]),
+                _p(s["p_holm"]),
+            ]
+            for s in signs
+        ]
+        lines += [markdown_table(["aug", "archs", direction, "p", "Holm"], rows), ""]
     return lines
 
 
@@ -225,6 +238,14 @@ def corruption_section(
     for part in _chunks(list(range(len(scored))), 8):
         head = ["arch", "aug", "n", *(scored[i] for i in part)]
         lines += [markdown_table(head, [row[:3] + [row[3 + i] for i in part] for row in per_family]), ""]
+    changes = gains(groups, metric=mce_key())
+    if changes:
+        lines += [
+            "Change of mCE against `none` of the same arch (negative: fewer errors), paired by seed; p and "
+            "Holm as in the gain table, then a sign test per augmentation (pairs where mCE fell).",
+            "",
+        ]
+        lines += _gain_tables(changes, "mCE change", "pairs down", up=False)
     return lines
 
 
