@@ -29,7 +29,16 @@ def main(cfg: DictConfig) -> None:
             )
         else:
             result = audit(
-                cfg.run, cfg.images, cfg.out, cfg.keep, cfg.sheet, cfg.accelerator, cfg.reference, cfg.gate
+                cfg.run,
+                cfg.images,
+                cfg.out,
+                cfg.keep,
+                cfg.sheet,
+                cfg.accelerator,
+                cfg.reference,
+                cfg.gate,
+                cfg.drift,
+                cfg.nearest,
             )
             print(summary(result))
 

@@ -8,6 +8,9 @@ import logging
 from pathlib import Path
 
 from shapeshift.audit import ranking
+from shapeshift.audit.drift import describe as describe_drift
+from shapeshift.audit.drift import folder_drift
+from shapeshift.audit.drift import write as write_drift
 from shapeshift.audit.images import Folder, read_folder
 from shapeshift.audit.screen import Screening, load, screen
 from shapeshift.audit.sheet import contact_sheet
@@ -42,6 +45,8 @@ def audit(
     accelerator: str = AUTO,
     reference=None,
     gate: str | None = None,
+    drift: bool = True,
+    nearest: int = 3,
 ) -> dict:
     """One run on one folder: per-image predictions, `flagged` (likely wrong) and `novel` (unlike the
     training images), a contact sheet, a summary dict with a label-free accuracy estimate. The model runs
@@ -58,6 +63,10 @@ def audit(
     sample = read_folder(folder, cfg.data.image_size, datamodule.channels, datamodule.class_names, resize)
     s = screen(run_dir, sample, keep, loaded, accelerator, reference, gate)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tested, closest = None, []
+    if drift:
+        tested, closest = folder_drift(run_dir, loaded[2], datamodule, sample.images, nearest)
+        write_drift(out_dir, tested, closest)
     classes = s.class_names
     with open(out_dir / "audit.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -101,7 +110,7 @@ def audit(
             sheet,
             f"most likely wrong first (gate {s.gate}); flagged in red",
         )
-    return _result(s, sample, out_dir)
+    return {**_result(s, sample, out_dir), "drift": tested, "nearest": closest}
 
 
 def _result(s: Screening, sample: Folder, out_dir: Path) -> dict:
@@ -159,6 +168,8 @@ def summary(result: dict) -> str:
             f"accuracy on this labelled sample: {acc:.3f}; on the images the gate accepts: "
             + (f"{accepted:.3f}" if accepted is not None else "none accepted")
         )
+    if "drift" in result and (result["drift"] or result["nearest"]):
+        lines += describe_drift(result["drift"], result["nearest"])
     lines += [f"  skipped {name}: {reason}" for name, reason in result["skipped"]]
     if n and result["flagged"] >= max(3 * result["iid_flagged"], 0.15):
         lines.append(

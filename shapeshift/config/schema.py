@@ -253,6 +253,8 @@ class AuditConfig:
     accelerator: str = "auto"  # auto: the GPU when there is one, else the CPU
     reference: Any = None  # other runs to compare with (see QCConfig.reference); null: the run's own
     gate: str | None = None  # see QCConfig.gate; null: the run's own qc.gate
+    drift: bool = True  # test the folder against the validation images (MMD, qc/drift.py)
+    nearest: int = 3  # name the catalog sets the folder is closest to (0: none)
     paths: PathsConfig = field(default_factory=PathsConfig)  # its logs land under paths.log_dir
 
 
