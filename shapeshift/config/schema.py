@@ -160,6 +160,7 @@ class EvalConfig:
 
 # Held-out shifts the `auto` gate is chosen on: the validation shapes with a square cut out of them, an
 # operation no set of the default catalog uses (so no reported number took part in the choice).
+INVARIANCES = ("hflip", "vflip", "rot180")  # qc.invariances: qc/invariance.py holds what each does
 SELECT_ON = [{"occlusion": {"size": 0.3}}, {"occlusion": {"size": 0.5}}, {"occlusion": {"size": 0.7}}]
 
 
@@ -177,6 +178,10 @@ class QCConfig:
     reference: Any = None  # other runs to compare with: a run dir, a list of them, or a sweep dir
     reference_min_acc: float = 0.9  # a sweep's runs below this val/acc did not learn the task: not used
     select_on: list[Any] = field(default_factory=lambda: [dict(s) for s in SELECT_ON])
+    # Transforms that keep every image's class (hflip, vflip, rot180): references whose predictions change
+    # under them are dropped (qc/invariance.py). auto: the data's own (stars and moons: hflip, vflip; a
+    # folder, MNIST: none, since a flipped 2 is no 2); [] for none.
+    invariances: Any = AUTO_GATE
 
 
 @dataclass

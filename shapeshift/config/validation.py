@@ -11,7 +11,7 @@ import difflib
 from omegaconf import DictConfig, OmegaConf
 
 from shapeshift.config.errors import ConfigError
-from shapeshift.config.schema import AUTO_GATE, DETECTORS, PADDING_MODES, REFERENCE, TrainConfig
+from shapeshift.config.schema import AUTO_GATE, DETECTORS, INVARIANCES, PADDING_MODES, REFERENCE, TrainConfig
 
 
 def check_detector_roles(qc) -> None:
@@ -40,6 +40,13 @@ def validate_qc(qc: DictConfig) -> None:
         raise ConfigError("qc.gate=reference needs qc.reference=<run, [runs] or sweep dir>")
     if not 0 <= qc.reference_min_acc <= 1:
         raise ConfigError(f"qc.reference_min_acc must be in [0, 1], got {qc.reference_min_acc}")
+    invariances = getattr(qc, "invariances", AUTO_GATE)
+    if invariances not in (None, AUTO_GATE):
+        if isinstance(invariances, str):
+            raise ConfigError(f"qc.invariances must be auto or a list, e.g. [hflip], got {invariances!r}")
+        unknown = [n for n in invariances if n not in INVARIANCES]
+        if unknown:
+            raise ConfigError(f"qc.invariances: unknown {unknown[0]!r}; choose from {', '.join(INVARIANCES)}")
 
 
 def misspelled(

@@ -115,6 +115,7 @@ class ArrayDataModule(L.LightningDataModule):
     class_names: tuple[str, ...] = ()  # index = label
     channels: int = 3  # images are uint8 (N, H, W, channels)
     resize: str = "stretch"  # how other images (the audit's) are fitted to the size: shapeshift.data.images
+    invariances: tuple[str, ...] = ()  # transforms that keep every image's class (qc/invariance.py)
     train_transform: A.Compose | None = None
     train_seed: int = 0
     batch_size: int = 128

@@ -23,6 +23,10 @@ DEFAULTS = DataConfig()  # the schema's defaults are this data set's: written on
 
 
 class ShapesDataModule(ArrayDataModule):
+    # A flip keeps a star a star and a moon a moon, and moves every shape into the other class's quadrants
+    # (render.TRAIN_QUADRANTS): the label-free test of a quadrant reader.
+    invariances = ("hflip", "vflip")
+
     def __init__(
         self,
         image_size: int = DEFAULTS.image_size,

@@ -21,7 +21,7 @@ from shapeshift.console.progress import track
 from shapeshift.data import IID
 from shapeshift.data.base import model_input
 from shapeshift.models.features import tapped
-from shapeshift.qc import estimates
+from shapeshift.qc import estimates, invariance
 from shapeshift.qc.detectors import MaxSoftmax, build, reference_score
 from shapeshift.qc.gate import (
     SaturatedScores,
@@ -36,6 +36,11 @@ from shapeshift.runs.metric_keys import MIX, test_key
 
 log = logging.getLogger("shapeshift")
 CONFIDENCE = "_confidence"  # ATC's score (log max-softmax), kept whichever detectors are configured
+# The reference gate's threshold with a meaning: flagged when the references' mean probability for the
+# model's class is below one half (they would rather have another class), and below the level that keeps
+# `keep` of the right validation predictions. Set from the i.i.d. scores alone it sat at -0.011 (p < 0.989):
+# where the references saturate on i.i.d. images, any image they are less than certain of was rejected.
+REFERENCE_CUT = math.log(0.5)
 
 
 class DetectorBank(nn.Module):
@@ -53,6 +58,12 @@ class DetectorBank(nn.Module):
         self.confidence = MaxSoftmax()
         self.references: list[nn.Module] = []  # other runs' classifiers: not saved, given at each use
         self.reference_runs: list[str] = []
+        self.invariances = getattr(settings, "invariances", AUTO_GATE)
+        # Set by calibrate(): which references are used (qc/invariance.py) and how invariant each run is.
+        self.active: list[int] = []
+        self.reference_consistency: list[float] = []
+        self.consistency = math.nan  # the model's own
+        self.val_acc = self.val_confidence = math.nan  # DoC's baseline
         self.fitted_on: dict = {}  # which weights: {"epoch": ..., "step": ...}
         # Set by calibrate(): the gate in use, the thresholds (NaN: unusable), what the choice rested on.
         self.gate: str | None = None if gate == AUTO_GATE else gate
@@ -74,6 +85,11 @@ class DetectorBank(nn.Module):
 
     def attach_references(self, models: Sequence[nn.Module], runs: Sequence[str] = ()) -> None:
         self.references, self.reference_runs = [m.eval() for m in models], [str(r) for r in runs]
+        self.active = list(range(len(self.references)))
+
+    @property
+    def references_used(self) -> list[str]:
+        return [self.reference_runs[i] for i in self.active if i < len(self.reference_runs)]
 
     def to(self, *args, **kwargs):
         for ref in self.references:
@@ -83,7 +99,7 @@ class DetectorBank(nn.Module):
     def scores(self, logits, features, inputs=None) -> dict[str, torch.Tensor]:
         # References run in the caller's autocast, as the model did; the detectors outside it: under bf16 a
         # cosine of 0.998 rounds to 1.0 and every score ties.
-        references = [r(inputs).float() for r in self.references] if self.references else []
+        references = [self.references[i](inputs).float() for i in self.active] if self.references else []
         with torch.autocast(logits.device.type, enabled=False):
             out = {name: d.score(logits.float(), features).cpu() for name, d in self.detectors.items()}
             if references:
@@ -132,10 +148,13 @@ class DetectorBank(nn.Module):
         """On the validation images: ATC's threshold, the gate (chosen when `auto`, on validation images
         pooled with held-out shifted ones, `select_on`) and its threshold, the novelty threshold."""
         images, labels = datamodule.arrays("val")
+        self._choose_references(model, datamodule, images, batch)
         logits, val = self.forward_scores(model, images, batch, bf16)
         self.val_scores = val  # what the thresholds were set on (the audit reports the shares it flags)
         correct = logits.argmax(1) == torch.as_tensor(np.asarray(labels, np.int64))
-        self.atc_cut = atc_threshold(val[CONFIDENCE], float(correct.double().mean()))
+        self.val_acc = float(correct.double().mean())
+        self.val_confidence = float(val[CONFIDENCE].double().exp().mean())
+        self.atc_cut = atc_threshold(val[CONFIDENCE], self.val_acc)
         if self.gate_setting == REFERENCE and not self.references:
             raise ValueError("qc.gate=reference needs qc.reference (other runs to compare with)")
         if self.gate_setting == AUTO_GATE:
@@ -143,8 +162,39 @@ class DetectorBank(nn.Module):
         # The gate keeps `keep` of the *right* validation predictions: it is there to pass them and stop the
         # wrong ones, and a model with 12% validation errors would otherwise set its cut among its errors.
         right = correct if correct.any() else torch.ones_like(correct)
-        self.cut = self._threshold({n: v[right] for n, v in val.items()}, self.gate, "qc.gate")
+        if self.gate == REFERENCE:
+            cut = self._threshold({REFERENCE: val[REFERENCE][right]}, REFERENCE, "qc.gate", quiet=True)
+            self.cut = REFERENCE_CUT if math.isnan(cut) else min(cut, REFERENCE_CUT)
+        else:
+            self.cut = self._threshold({n: v[right] for n, v in val.items()}, self.gate, "qc.gate")
         self.novelty_cut = self._threshold(val, self.novelty, "qc.novelty") if self.novelty else math.nan
+
+    def _choose_references(self, model, datamodule, images, batch: int) -> None:
+        """Keep the references about as invariant as the most invariant one under the data's declared
+        label-preserving transforms, measured on the validation images: no label is read."""
+        names = self.invariances
+        names = list(getattr(datamodule, "invariances", ())) if names in (None, AUTO_GATE) else list(names)
+        invariance.check(names)
+        if not names:
+            self.active = list(range(len(self.references)))
+            return
+        scores = invariance.consistency([model, *self.references], images, names, batch)
+        self.consistency, self.reference_consistency = float(scores[0]), scores[1:].tolist()
+        self.active = invariance.select(scores[1:]) if self.references else []
+        if self.references:
+            dropped = len(self.references) - len(self.active)
+            log.info(
+                "qc: %d of %d references kept for their invariance under %s on the validation images "
+                "(consistency kept %s, dropped %s; this run %.3f)",
+                len(self.active),
+                len(self.references),
+                ", ".join(names),
+                _span([self.reference_consistency[i] for i in self.active]),
+                _span([c for i, c in enumerate(self.reference_consistency) if i not in self.active])
+                if dropped
+                else "none",
+                self.consistency,
+            )
 
     def _choose(self, model, datamodule, select_on, val, correct, bf16, batch) -> None:
         if len(self.names) == 1:
@@ -165,11 +215,12 @@ class DetectorBank(nn.Module):
             log.info("qc: no reference runs, so the gate is chosen among the run's own detectors")
         log.info("qc: gate %s (lowest E-AURC on %s)", self.gate, self.selected_on)
 
-    def _threshold(self, val, name: str, role: str) -> float:
+    def _threshold(self, val, name: str, role: str, quiet: bool = False) -> float:
         try:
             return threshold(val[name], self.keep)
         except SaturatedScores as err:
-            log.warning("%s=%s cannot gate this run: %s; choose another", role, name, err)
+            if not quiet:
+                log.warning("%s=%s cannot gate this run: %s; choose another", role, name, err)
             return math.nan
 
     def summary(self) -> dict:
@@ -177,6 +228,8 @@ class DetectorBank(nn.Module):
         return {
             "qc/gate": self.gate,
             "qc/references": self.reference_runs,
+            "qc/references_used": self.references_used,
+            "qc/invariance": self.consistency,
             **{f"qc/selection_eaurc/{n}": v for n, v in self.selection.items()},
         }
 
@@ -218,7 +271,15 @@ class DetectorBank(nn.Module):
                 for key, value in gate_metrics(scores[self.gate][member], correct[member], self.cut).items():
                     metrics[test_key(name, key)] = math.nan if value is None else value
         metrics.update(
-            estimates.per_set(set_names, index, correct, confidence, self.atc_cut, scores.get(REFERENCE))
+            estimates.per_set(
+                set_names,
+                index,
+                correct,
+                confidence,
+                self.atc_cut,
+                scores.get(REFERENCE),
+                (self.val_acc, self.val_confidence),
+            )
         )
         curve_set = MIX if MIX in set_names else IID
         curves = {}
@@ -264,3 +325,7 @@ def load(path: Path, settings: QCConfig, fitted_on: dict) -> DetectorBank | None
         setattr(bank.get_submodule(owner), buffer, value)
     bank.fitted_on = fitted_on
     return bank
+
+
+def _span(values: Sequence[float]) -> str:
+    return f"{min(values):.3f}-{max(values):.3f}" if values else "none"
