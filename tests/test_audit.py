@@ -109,6 +109,24 @@ def test_a_sweep_is_ranked_on_a_labelled_sample(trained_run, tmp_path, cache_dir
     assert estimates == sorted(estimates, reverse=True) and all(
         r["estimator"] == "atc" for r in result["runs"]
     )
+    text = result["md"].read_text().split("## Recommendation")[1]
+    best = result["runs"][0]
+    assert f"**Deploy arch={best['arch']} aug=none seed=0**: estimated accuracy (atc)" in text
+    assert "The runs disagree on" in text and "drift:" in text and "closest to the catalog sets" in text
+    assert result["drift"].n == 6 and len(result["nearest"]) == 3
+
+    # The labels a user gives back (4 of the 6 files): each run ranked by its accuracy on those 4.
+    files = sorted(p.name for p in unlabelled.iterdir())[:4]
+    (tmp_path / "labels.csv").write_text("file,label\n" + "".join(f"{f},star\n" for f in files))
+    result = rank_sweep(
+        str(sweep), str(unlabelled), out=str(tmp_path / "rank3"), labels=str(tmp_path / "labels.csv")
+    )
+    assert result["labelled"] and all(r["n"] == 4 for r in result["runs"])
+    for r in result["runs"]:
+        alone = audit(r["run_dir"], str(unlabelled), out=str(tmp_path / "alone3" / r["arch"]), drift=False)
+        rows = {row["file"]: row for row in csv.DictReader((alone["out"] / "audit.csv").open())}
+        assert r["correct"] == sum(rows[f]["predicted_class"] == "star" for f in files)
+    assert "accuracy on the labels" in result["md"].read_text()
 
 
 def test_wilson_interval_known_values():

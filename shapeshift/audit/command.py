@@ -7,7 +7,9 @@ import csv
 import logging
 from pathlib import Path
 
-from shapeshift.audit import ranking
+import numpy as np
+
+from shapeshift.audit import ranking, recommend
 from shapeshift.audit.drift import describe as describe_drift
 from shapeshift.audit.drift import folder_drift
 from shapeshift.audit.drift import write as write_drift
@@ -130,6 +132,8 @@ def _result(s: Screening, sample: Folder, out_dir: Path) -> dict:
         "estimate": s.estimate,
         "estimate_interval": s.estimate_interval,
         "references": s.references,
+        "invariances": s.invariances,
+        "consistency": s.consistency,
         "classes": {c: int((s.predicted == i).sum()) for i, c in enumerate(s.class_names)},
     }
     if sample.labelled:
@@ -162,6 +166,12 @@ def summary(result: dict) -> str:
         f"only; {basis})",
         "predicted classes: " + ", ".join(f"{c} {k}" for c, k in result["classes"].items()),
     ]
+    if result.get("invariances") and n:
+        lines.append(
+            f"invariance: the prediction survives {', '.join(result['invariances'])} on "
+            f"{result['consistency']:.1%} of these images (label-preserving by the data's declaration; "
+            "a model that reads the shape keeps it, one that reads a shortcut the flips move does not)"
+        )
     if "accuracy" in result:
         acc, accepted = result["accuracy"], result["accepted_accuracy"]
         lines.append(
@@ -188,11 +198,18 @@ def rank_sweep(
     accelerator: str = AUTO,
     reference=None,
     gate: str | None = None,
+    labels: str | None = None,
+    drift: bool = True,
+    nearest: int = 3,
+    to_label: int = 48,
 ) -> dict:
     """Every finished run of a sweep screened on one folder; runs and cells ranked (ranking.csv, .md):
-    by accuracy on a labelled folder, else by the label-free accuracy estimate."""
+    by accuracy on a labelled folder or on `labels` (a CSV of file, label), else by the label-free
+    accuracy estimate. Then the recommendation: the run to deploy and the runs it beats, how much the runs
+    disagree, the most disputed images to label (unlabelled), the drift test and the nearest catalog sets,
+    and the arch x aug that did best on those sets."""
     sweep_dir, folder, out_dir = _paths(sweep, images, out)
-    rows, labelled = [], None
+    rows, labelled, predictions, sample, seen = [], None, [], None, {}
     for run_dir in track(find_runs(sweep_dir), "audit: runs"):
         info = read_run(run_dir)
         if info.metrics is None:
@@ -203,29 +220,57 @@ def rank_sweep(
         resize = datamodule.resize
         sample = read_folder(folder, cfg.data.image_size, datamodule.channels, datamodule.class_names, resize)
         s = screen(run_dir, sample, keep, loaded, accelerator, reference, gate)
-        labelled = sample.labelled
+        truth = sample.labels
+        if labels:
+            given = recommend.read_labels(labels, sample.names, s.class_names)
+            chosen = np.array(sorted(given))
+            truth = np.full(len(sample.names), -1, np.int64)
+            truth[chosen] = [given[i] for i in chosen]
+        labelled = truth is not None
+        scored = truth >= 0 if labelled else None
         rows.append(
             {
                 "arch": info.arch,
                 "aug": info.aug,
                 "seed": info.seed,
-                "n": len(sample.names),
-                "correct": int((s.predicted == sample.labels).sum()) if labelled else None,
+                "n": int(scored.sum()) if labelled else len(sample.names),
+                "correct": int((s.predicted == truth)[scored].sum()) if labelled else None,
                 "flagged": int(s.flagged.sum()),
                 "estimate": s.estimate,
                 "estimate_low": s.estimate_interval[0],
                 "estimate_high": s.estimate_interval[1],
                 "estimator": s.estimator,
                 "gate": s.gate,
+                "consistency": s.consistency,
                 "run_dir": str(run_dir),
             }
         )
+        seen[str(run_dir)] = (info.metrics, tuple(sample.names))
+        predictions.append(s.predicted)
     if not rows:
         raise ConfigError(f"no finished runs under {sweep_dir}")
     runs, cells = ranking.rank(rows, bool(labelled))
+    same = len({names for _, names in seen.values()}) == 1  # every run saw the same images (one size)
+    preds = np.stack(predictions) if same else None
+    advice = {"disagreement": recommend.disagreement(preds) if same else None, "to_label": 0}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if same and not labelled:
+        advice["to_label"] = recommend.write_to_label(
+            out_dir, sample.names, sample.images, preds, s.class_names, to_label
+        )
+    advice["verdict"] = recommend.verdict(runs, bool(labelled))
+    advice["drift"], advice["nearest"] = None, []
+    if drift:
+        best_dir = Path(runs[0]["run_dir"])
+        cfg, datamodule, model = load(best_dir)
+        advice["drift"], advice["nearest"] = folder_drift(best_dir, model, datamodule, sample.images, nearest)
+        write_drift(out_dir, advice["drift"], advice["nearest"])
+    with_metrics = [dict(r, metrics=seen[r["run_dir"]][0]) for r in rows]
+    advice["best_on_nearest"] = recommend.best_on_sets(with_metrics, [n for n, _ in advice["nearest"]])
     return {
-        **ranking.write(out_dir, runs, cells, bool(labelled), folder),
+        **ranking.write(out_dir, runs, cells, bool(labelled), folder, advice),
         "runs": runs,
         "cells": cells,
         "labelled": bool(labelled),
+        **advice,
     }

@@ -61,7 +61,9 @@ def rank(rows: Sequence[dict], labelled: bool) -> tuple[list[dict], list[dict]]:
     return runs, sorted(ranked, key=cell_key)
 
 
-def write(out: Path, runs: list[dict], cells: list[dict], labelled: bool, folder: Path) -> dict[str, Path]:
+def write(
+    out: Path, runs: list[dict], cells: list[dict], labelled: bool, folder: Path, advice: dict | None = None
+) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     columns = [
         "arch",
@@ -76,6 +78,7 @@ def write(out: Path, runs: list[dict], cells: list[dict], labelled: bool, folder
         "estimate_high",
         "estimator",
         "gate",
+        "consistency",
         "run_dir",
     ]
     with open(out / "ranking.csv", "w", newline="") as f:
@@ -162,5 +165,68 @@ def write(out: Path, runs: list[dict], cells: list[dict], labelled: bool, folder
             ),
             "",
         ]
+    lines += recommendation(advice, labelled) if advice else []
     (out / "ranking.md").write_text("\n".join(lines))
     return {"csv": out / "ranking.csv", "md": out / "ranking.md", "best": best}
+
+
+def _run(r: dict) -> str:
+    return f"arch={r['arch']} aug={r['aug']} seed={r['seed']}"
+
+
+def recommendation(advice: dict, labelled: bool) -> list[str]:
+    """The closing section of ranking.md: what to deploy, how sure, what to label, what the folder is like."""
+    v = advice["verdict"]
+    what = "accuracy on the labels" if labelled else f"estimated accuracy ({v['run']['estimator']})"
+    lines = [
+        "## Recommendation",
+        "",
+        f"- **Deploy {_run(v['run'])}**: {what} {v['value']:.3f} (95% interval {v['low']:.3f}-{v['high']:.3f}"
+        + ("" if labelled else ", sampling error only")
+        + ").",
+        f"- It beats {len(v['beats'])} of the other {v['others']} runs outright "
+        "(their interval lies wholly below its own)"
+        + (
+            ": " + ", ".join(_run(r) for r in v["beats"][:8]) + (" ..." if len(v["beats"]) > 8 else "")
+            if v["beats"]
+            else ""
+        )
+        + ".",
+    ]
+    if advice.get("disagreement") is not None:
+        dis = advice["disagreement"]
+        lines.append(
+            f"- The runs disagree on {dis:.0%} of these images (mean over pairs of runs)."
+            + (
+                " Without labels nothing here can tell which of them is right: label the images in "
+                f"`to_label.csv` ({advice['to_label']} most disputed, `to_label.png`) and rerun with "
+                "`labels=<that csv>`."
+                if not labelled and advice["to_label"] and dis > 0.05
+                else ""
+            )
+        )
+    if advice.get("drift") is not None:
+        lines.append(f"- {advice['drift'].describe()} (in the deployed run's feature space).")
+    if advice.get("nearest"):
+        names = ", ".join(f"`{n}`" for n, _ in advice["nearest"])
+        lines.append(f"- The folder is closest to the catalog sets {names}.")
+        best = advice.get("best_on_nearest") or []
+        if best:
+            top = best[0]
+            if len(best) == 1:
+                sure = "the only cell measured there"
+            else:
+                nxt = best[1]
+                sure = f"ahead of arch={nxt['arch']} aug={nxt['aug']} ({nxt['accuracy'].cell()})"
+                a, b = top["accuracy"], nxt["accuracy"]
+                if a.half is None or b.half is None:
+                    sure += "; one run per cell, so no interval: a lead, not a settled choice"
+                elif a.mean - a.half > b.mean + b.half:
+                    sure += ", the seed intervals apart"
+                else:
+                    sure += ", but the seed intervals overlap: not a settled choice"
+            lines.append(
+                f"- On those sets the best arch x aug of this sweep was **arch={top['arch']} "
+                f"aug={top['aug']}** (accuracy {top['accuracy'].cell()} over {top['runs']} run(s)), {sure}."
+            )
+    return [*lines, ""]

@@ -18,6 +18,7 @@ from shapeshift.engine.pipeline import build_datamodule, quality_control
 from shapeshift.engine.references import override_qc, qc_references
 from shapeshift.engine.restore import load_model, load_run_config
 from shapeshift.engine.runtime import AUTO, device_for
+from shapeshift.qc import invariance
 from shapeshift.qc.bank import CONFIDENCE
 from shapeshift.qc.estimates import AGREEMENT, ATC, agreement_estimate, interval
 from shapeshift.qc.gate import atc_estimate
@@ -39,7 +40,10 @@ class Screening:
     estimator: str  # `agreement` with references, else `atc`
     estimate: float  # label-free estimate of the accuracy on these images
     estimate_interval: tuple[float, float]  # 95%, sampling error only
-    references: list[str]
+    references: list[str]  # the reference runs used (those kept for their invariance)
+    invariances: list[str]  # the label-preserving transforms checked
+    consistency: float  # share of (image, transform) pairs of these images whose prediction a flip keeps
+    probs: np.ndarray  # (n, classes) the model's probabilities
     class_names: tuple[str, ...]
     channels: int
     image_size: int
@@ -93,6 +97,9 @@ def screen(
     logits, scores = bank.forward_scores(model, folder.images)
     probs = logits.softmax(1) if len(logits) else logits
     n = len(folder.images)
+    names = bank.invariances
+    names = list(datamodule.invariances) if names in (None, "auto") else list(names)
+    consistency = float(invariance.consistency([model], folder.images, names)[0]) if n else math.nan
     if bank.references:
         estimator, estimate = AGREEMENT, agreement_estimate(scores[REFERENCE])
     else:
@@ -112,7 +119,10 @@ def screen(
         estimator=estimator,
         estimate=estimate,
         estimate_interval=interval(estimate, n),
-        references=bank.reference_runs,
+        references=bank.references_used,
+        invariances=names,
+        consistency=consistency,
+        probs=probs.numpy() if n else np.empty((0, len(datamodule.class_names))),
         class_names=tuple(datamodule.class_names),
         channels=datamodule.channels,
         image_size=cfg.data.image_size,

@@ -260,6 +260,7 @@ class AuditConfig:
     gate: str | None = None  # see QCConfig.gate; null: the run's own qc.gate
     drift: bool = True  # test the folder against the validation images (MMD, qc/drift.py)
     nearest: int = 3  # name the catalog sets the folder is closest to (0: none)
+    labels: str | None = None  # a sweep's re-rank: a CSV of file, label (to_label.csv filled in)
     paths: PathsConfig = field(default_factory=PathsConfig)  # its logs land under paths.log_dir
 
 
