@@ -220,6 +220,27 @@ def test_evaluate_with_a_reference_scores_what_the_reference_model_says(sweep):
     assert m["test/position/s5/acc_estimate/agreement"] == pytest.approx(float(agree), abs=0.01)
 
 
+def test_a_reference_loaded_twice_runs_each_batch_once(sweep):
+    """What makes a sweep's audit affordable: the same reference run is one classifier for the process, and
+    a batch it has seen is not run again; its outputs equal the model's own."""
+    from shapeshift.engine.references import load_references
+
+    run = sweep / "1_arch=maxpool"
+    cfg = load_run_config(sweep / "0_arch=cnn")
+    (_, first), (_, again) = (load_references([run], cfg, ("star", "moon"))[0] for _ in range(2))
+    assert first is again
+    calls = []
+    hook = first.model.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(6, 3, 64, 64)
+    with torch.no_grad():
+        out = first(x)
+        assert torch.equal(again(x.clone()), out) and len(calls) == 1  # the same bytes: not run again
+        assert torch.equal(out, first.model(x)) and len(calls) == 2
+        first(x + 1)
+    assert len(calls) == 3  # other bytes: run
+    hook.remove()
+
+
 def test_a_sweep_reference_is_its_runs_that_learned_the_task_without_the_run_itself(sweep):
     run, other = sweep / "0_arch=cnn", sweep / "1_arch=maxpool"
     assert reference_runs(str(sweep), run, min_acc=0.0) == [other.resolve()]

@@ -8,17 +8,19 @@ is trained or written: a bad reference fails in one line.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, ListConfig, open_dict
 from torch import nn
 
 from shapeshift.config.errors import ConfigError
 from shapeshift.config.validation import validate_qc
 from shapeshift.engine.pipeline import build_datamodule
-from shapeshift.engine.restore import load_model, load_run_config
+from shapeshift.engine.restore import checkpoint_path, load_model, load_run_config
 from shapeshift.runs.folder import CONFIG_FILE, find_runs, read_run
 
 log = logging.getLogger("shapeshift")
@@ -58,10 +60,33 @@ def learned(run: Path, min_acc: float) -> bool:
     return metrics is not None and float(metrics.get("val/acc") or 0.0) >= min_acc
 
 
+class SharedForward(nn.Module):
+    """A reference's classifier whose outputs are kept per input batch (by its bytes, device and autocast),
+    so a sweep that audits or evaluates every run against the others runs each reference once on each batch,
+    not once per run. The outputs are tiny (one logit per class per image)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self._outputs: dict[tuple, torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        data = x.detach().contiguous()
+        digest = hashlib.blake2b(data.cpu().numpy().tobytes(), digest_size=16).digest()
+        key = (digest, tuple(x.shape), str(x.device), torch.is_autocast_enabled(x.device.type))
+        if key not in self._outputs:
+            self._outputs[key] = self.model(x).detach()
+        return self._outputs[key]
+
+
+_SHARED: dict[tuple[str, float], SharedForward] = {}  # (run, checkpoint mtime) -> its shared classifier
+
+
 def load_references(
     runs: Sequence[Path], cfg: DictConfig, class_names: Sequence[str]
 ) -> list[tuple[str, nn.Module]]:
-    """Each reference's classifier (eval mode), after checking it sees the same images as `cfg`'s run."""
+    """Each reference's classifier (eval mode), after checking it sees the same images as `cfg`'s run. A run
+    loaded once in this process is handed out again (with the outputs it has computed)."""
     loaded = []
     for run in runs:
         ref_cfg = load_run_config(run)
@@ -72,7 +97,11 @@ def load_references(
         for what, a, b in zip(("image size", "channels", "class names"), mine, theirs, strict=True):
             if a != b:
                 raise ConfigError(f"reference {run} does not match this run: {what} {b} vs {a}")
-        loaded.append((str(run), load_model(run, ref_cfg, datamodule.test_set_names)))
+        path = checkpoint_path(run, ref_cfg)
+        key = (str(run), path.stat().st_mtime if path.is_file() else 0.0)
+        if key not in _SHARED:
+            _SHARED[key] = SharedForward(load_model(run, ref_cfg, datamodule.test_set_names).eval())
+        loaded.append((str(run), _SHARED[key]))
     if loaded:
         log.info("qc: %d reference run(s): %s", len(loaded), ", ".join(r for r, _ in loaded))
     return loaded
