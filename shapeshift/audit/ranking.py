@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from shapeshift.audit.recommend import DECIDES
 from shapeshift.qc.estimates import interval
 from shapeshift.reporting.stats import mean_interval
 from shapeshift.reporting.writing import markdown_table
@@ -201,7 +202,7 @@ def recommendation(advice: dict, labelled: bool) -> list[str]:
                 " Without labels nothing here can tell which of them is right: label the images in "
                 f"`to_label.csv` ({advice['to_label']} most disputed, `to_label.png`) and rerun with "
                 "`labels=<that csv>`."
-                if not labelled and advice["to_label"] and dis > 0.05
+                if not labelled and advice["to_label"] and dis > DECIDES
                 else ""
             )
         )
