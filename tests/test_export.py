@@ -107,5 +107,8 @@ def test_a_folder_run_equals_the_star_moon_run_given_the_folders_order(exported,
     different = {
         k: (keep.get(k), other.get(k)) for k in keep.keys() | other.keys() if keep.get(k) != other.get(k)
     }
-    # The data set's name (`folder` against `shapes`) and the config's fingerprint, which holds it.
-    assert different.keys() <= {"data", "fingerprint"}, different
+    # The data set's name (`folder` against `shapes`) and the config's fingerprint, which holds it; and
+    # the model's consistency under flips, which the star/moon data declares label-preserving and a folder
+    # does not (qc.invariances: auto).
+    assert different.keys() <= {"data", "fingerprint", "qc/invariance"}, different
+    assert keep["qc/invariance"] is None and 0 <= other["qc/invariance"] <= 1  # NaN is written as null

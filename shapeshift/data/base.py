@@ -47,7 +47,10 @@ def scale_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def model_input(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC arrays (as the data modules hold them) to a model's float NCHW input."""
-    return scale_uint8(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
+    images = np.ascontiguousarray(images)
+    if not images.flags.writeable:  # a read-only cache map; the float conversion copies anyway
+        images = images.copy()
+    return scale_uint8(torch.from_numpy(images).permute(0, 3, 1, 2))
 
 
 def sample_generators(seed: int, epoch: int, index: int) -> tuple[np.random.Generator, random.Random]:

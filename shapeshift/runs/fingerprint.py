@@ -61,6 +61,9 @@ ADDED_LATER = {
     "data.val_fraction": 0.1,
     "data.test_fraction": 0.2,
     "data.max_skipped": 0.01,
+    # Earlier runs used every reference; only runs with references compute anything else under `auto`, and
+    # those changed with the code that chose them (as the reference gate's threshold did), not the config.
+    "qc.invariances": "auto",
 }
 # Checkpointing (conf/callbacks/model_checkpoint.yaml). When and where last.ckpt is written never changes a
 # result (its final epoch is always saved, and a resume ends with an uninterrupted run's metrics); best.ckpt's
