@@ -161,3 +161,12 @@ def test_heatmap_has_a_position_s5_column(report_data, tmp_path):
     column = headers.index("position s5")
     cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
     assert (cells[0, column - 1], cells[0, column]) == ("0.62", "0.42")  # cnn: i.i.d. 0.92, family, s5
+
+
+def test_the_risk_coverage_title_names_every_gate_the_runs_chose(report_data, tmp_path):
+    root, groups, _ = report_data
+    first = next(p for p in sorted(root.iterdir()) if p.name.startswith("cnn"))
+    data = json.loads((first / "risk_coverage.json").read_text())
+    (first / "risk_coverage.json").write_text(json.dumps(data | {"detector": "msp"}))
+    fig = plots.risk_coverage(tmp_path / "r.png", groups)
+    assert "each run's own gate: knn, msp" in fig._suptitle.get_text()

@@ -240,13 +240,17 @@ def risk_coverage(path: Path, groups: Sequence[Group]) -> Figure | None:
     """The gate's risk (error rate among accepted images) against coverage, mean over each group's seeds;
     one panel per augmentation, read from each run's risk_coverage.json."""
     curves: dict[str, dict[str, list[list[float]]]] = {}
-    coverage, which = None, None
+    coverage, sets, gates = None, set(), set()
     for g in groups:
         for run in g.runs:
             data = read_json(run.path / RISK_COVERAGE_FILE)
             if data and data.get("risk"):
                 curves.setdefault(g.aug, {}).setdefault(g.arch, []).append(data["risk"])
-                coverage, which = data["coverage"], f"{data.get('set')}, gate {data.get('detector')}"
+                coverage = data["coverage"]
+                sets.add(str(data.get("set")))
+                gates.add(str(data.get("detector")))
+    # Each run chose its own gate: name them all, not the last one read.
+    which = f"{', '.join(sorted(sets))}; each run's own gate: {', '.join(sorted(gates))}"
     if not curves:
         return None
     colors = arch_colors(groups)
