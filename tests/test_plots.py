@@ -5,6 +5,7 @@ import json
 from itertools import pairwise
 from pathlib import Path
 
+import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
@@ -170,3 +171,13 @@ def test_the_risk_coverage_title_names_every_gate_the_runs_chose(report_data, tm
     (first / "risk_coverage.json").write_text(json.dumps(data | {"detector": "msp"}))
     fig = plots.risk_coverage(tmp_path / "r.png", groups)
     assert "each run's own gate: knn, msp" in fig._suptitle.get_text()
+
+
+def test_severity_bands_stay_within_0_and_1_and_the_title_gives_n(report_data, tmp_path):
+    _, groups, runs = report_data
+    fig = plots.severity_curves(tmp_path / "s.png", groups, runs, "none")
+    for ax in fig.axes:
+        for band in ax.collections:
+            ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+            assert ys.min() >= 0.0 and ys.max() <= 1.0
+    assert "mean over 2 seed(s) per line" in fig._suptitle.get_text()

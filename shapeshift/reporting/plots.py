@@ -172,10 +172,10 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
             (legend[g.arch],) = ax.plot(xs, means, marker="o", markersize=3, color=color, label=g.arch)
             if any(s.half is not None for _, s in points):
                 halves = [s.half or 0.0 for _, s in points]
-                ax.fill_between(
+                ax.fill_between(  # an accuracy's interval ends at 0 and 1; t with 2-3 seeds runs past them
                     xs,
-                    [m - h for m, h in zip(means, halves, strict=True)],
-                    [m + h for m, h in zip(means, halves, strict=True)],
+                    [max(0.0, m - h) for m, h in zip(means, halves, strict=True)],
+                    [min(1.0, m + h) for m, h in zip(means, halves, strict=True)],
                     color=color,
                     alpha=0.15,
                     linewidth=0,
@@ -188,9 +188,16 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy")
+    for ax in axes[-1]:
+        ax.set_xlabel("severity (ordered steps, not a scale)", fontsize=7)
     _legend(fig, {a: legend[a] for a in colors if a in legend})  # every arch, not only the first panel's
+    seeds = sorted({g.n for g in rows})
+    n = f"{seeds[0]}" + (f"-{seeds[-1]}" if len(seeds) > 1 else "")
     fig.suptitle(
-        f"Accuracy vs severity, aug={aug} (mean over seeds, band: 95% interval)", fontsize=10, wrap=True
+        f"Accuracy vs severity, aug={aug} (mean over {n} seed(s) per line, band: 95% interval clipped "
+        "to [0, 1])",
+        fontsize=10,
+        wrap=True,
     )
     return _save(fig, path)
 
