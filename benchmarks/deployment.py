@@ -134,15 +134,15 @@ def gate(sweep: Path, folder: Path, work: Path, only: str | None) -> None:
             continue
         out = work / f"audit_{run_dir.name}"
         t = time.perf_counter()
-        subprocess.run(
+        done = subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "shapeshift.audit",
-                f"run={run_dir}",
+                f"run='{run_dir}'",  # quoted: a sweep's run folders hold `=` and `,`, which Hydra parses
                 f"images={folder}",
                 f"reference={sweep}",
-                f"out={out}",
+                f"out='{out}'",
                 "nearest=0",
                 "drift=false",
             ],
@@ -152,6 +152,7 @@ def gate(sweep: Path, folder: Path, work: Path, only: str | None) -> None:
             text=True,
         )
         seconds = time.perf_counter() - t
+        used = next((line for line in done.stdout.splitlines() if line.startswith("estimated accuracy")), "")
         rows = list(csv.DictReader((out / "audit.csv").open()))
         right = [r for r in rows if r["true_class"] == r["predicted_class"]]
         wrong = [r for r in rows if r["true_class"] != r["predicted_class"]]
@@ -165,7 +166,7 @@ def gate(sweep: Path, folder: Path, work: Path, only: str | None) -> None:
         emit(
             f"gate arch={info.arch} aug={info.aug} on PIL stars and moons (accuracy {accuracy:.2f}, swapped "
             f"half {acc_swapped:.2f}): flags {share(right)} right and {share(wrong)} wrong predictions "
-            f"[{seconds:.0f} s]"
+            f"[{seconds:.0f} s]; {used}"
         )
 
 
