@@ -43,7 +43,6 @@ class Screening:
     references: list[str]  # the reference runs used (those kept for their invariance)
     invariances: list[str]  # the label-preserving transforms checked
     consistency: float  # share of (image, transform) pairs of these images whose prediction a flip keeps
-    probs: np.ndarray  # (n, classes) the model's probabilities
     class_names: tuple[str, ...]
     channels: int
     image_size: int
@@ -97,8 +96,7 @@ def screen(
     logits, scores = bank.forward_scores(model, folder.images)
     probs = logits.softmax(1) if len(logits) else logits
     n = len(folder.images)
-    names = bank.invariances
-    names = list(datamodule.invariances) if names in (None, "auto") else list(names)
+    names = bank.invariances  # as calibrate() resolved them
     consistency = float(invariance.consistency([model], folder.images, names)[0]) if n else math.nan
     if bank.references:
         estimator, estimate = AGREEMENT, agreement_estimate(scores[REFERENCE])
@@ -122,7 +120,6 @@ def screen(
         references=bank.references_used,
         invariances=names,
         consistency=consistency,
-        probs=probs.numpy() if n else np.empty((0, len(datamodule.class_names))),
         class_names=tuple(datamodule.class_names),
         channels=datamodule.channels,
         image_size=cfg.data.image_size,

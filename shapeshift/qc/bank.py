@@ -58,8 +58,10 @@ class DetectorBank(nn.Module):
         self.confidence = MaxSoftmax()
         self.references: list[nn.Module] = []  # other runs' classifiers: not saved, given at each use
         self.reference_runs: list[str] = []
-        self.invariances = getattr(settings, "invariances", AUTO_GATE)
-        # Set by calibrate(): which references are used (qc/invariance.py) and how invariant each run is.
+        self.invariance_setting = getattr(settings, "invariances", AUTO_GATE)
+        # Set by calibrate(): the transforms checked (the data's own under `auto`), which references are used
+        # (qc/invariance.py) and how invariant each run is.
+        self.invariances: list[str] = []
         self.active: list[int] = []
         self.reference_consistency: list[float] = []
         self.consistency = math.nan  # the model's own
@@ -172,9 +174,9 @@ class DetectorBank(nn.Module):
     def _choose_references(self, model, datamodule, images, batch: int) -> None:
         """Keep the references about as invariant as the most invariant one under the data's declared
         label-preserving transforms, measured on the validation images: no label is read."""
-        names = self.invariances
+        names = self.invariance_setting
         names = list(getattr(datamodule, "invariances", ())) if names in (None, AUTO_GATE) else list(names)
-        invariance.check(names)
+        self.invariances = invariance.check(names)
         if not names:
             self.active = list(range(len(self.references)))
             return
