@@ -29,6 +29,7 @@ from shapeshift.engine.restore import RunError, checkpoint_path, load_model, loa
 from shapeshift.engine.runtime import AUTO, choose_deterministic, fast_cpu_math
 from shapeshift.runs.folder import METRICS_FILE, find_runs, write_files, write_metrics
 from shapeshift.runs.metric_keys import IID, OOD, test_key, tidy
+from shapeshift.runs.provenance import COMMIT_KEY, PRECISION_KEY, code_commit
 from shapeshift.tracking.loggers import silence_known_noise
 
 log = logging.getLogger("shapeshift")
@@ -77,6 +78,8 @@ def evaluate_run(
         {
             "checkpoint": str(weights.relative_to(run_dir)),
             "families": sorted(selected),
+            PRECISION_KEY: cfg.trainer.precision,
+            COMMIT_KEY: code_commit(),  # the code that evaluated it, not the one that trained it
             "time/test_s": time.perf_counter() - t0,
         }
     )

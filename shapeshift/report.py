@@ -15,6 +15,7 @@ listed with its accuracy; `results.csv` keeps every run.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -59,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_iid=args.min_iid,
             metrics_file=args.metrics,
             baseline=args.baseline,
+            command=shlex.join(
+                ["python", "-m", "shapeshift.report", *(sys.argv[1:] if argv is None else argv)]
+            ),
         )
     except ReportError as err:
         print(f"shapeshift report: {err}", file=sys.stderr)

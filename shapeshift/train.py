@@ -66,6 +66,7 @@ from shapeshift.runs.folder import (
 )
 from shapeshift.runs.lifecycle import Interrupted, RunFolder, failures_recorded
 from shapeshift.runs.metric_keys import CONSISTENCY_KEY, IID, MIX, OOD, SHORTCUT_KEY, test_key, tidy
+from shapeshift.runs.provenance import COMMIT_KEY, PRECISION_KEY, code_commit
 from shapeshift.tracking.loggers import (
     build_logger,
     finish_wandb,
@@ -256,7 +257,8 @@ def run_facts(cfg: DictConfig, trainer, tester, model, evaluated: Path, out: Pat
         # From the newest checkpoint: under ddp_spawn this process's trainer never ran an epoch.
         "epochs": checkpoint_epoch(checkpoint_file(out, "last")) + 1,
         "torch_threads": torch.get_num_threads(),
-        "precision": cfg.trainer.precision,
+        PRECISION_KEY: cfg.trainer.precision,
+        COMMIT_KEY: code_commit(),  # the code that computed these numbers
         "deterministic": cfg.trainer.deterministic,
         "accelerator": tester.strategy.root_device.type,
         "devices": trainer.world_size,

@@ -11,6 +11,7 @@ from sklearn.datasets import load_sample_image
 from shapeshift.audit import audit, rank_sweep, summary
 from shapeshift.audit.ranking import wilson
 from shapeshift.data.render import render, sample_params
+from shapeshift.runs.provenance import code_commit
 from shapeshift.train import train
 
 
@@ -68,6 +69,7 @@ def test_audit_a_folder_of_mixed_files(trained_run, tmp_path):
     text = summary(result)
     assert "audited 9 images (2 skipped)" in text and "keeps 95%" in text and result["gate"] in text
     assert "estimated accuracy" in text and "ATC" in text
+    assert result["commit"] == code_commit()
 
 
 def test_a_sweep_is_ranked_on_a_labelled_sample(trained_run, tmp_path, cache_dir):
@@ -99,6 +101,7 @@ def test_a_sweep_is_ranked_on_a_labelled_sample(trained_run, tmp_path, cache_dir
     assert accuracies == sorted(accuracies, reverse=True)
     text = result["md"].read_text()
     assert f"Deploy: **arch={result['runs'][0]['arch']} aug=none**" in text
+    assert f"Ranked by shapeshift commit `{code_commit()}`." in text
     assert len((result["csv"]).read_text().splitlines()) == 3
 
     unlabelled = tmp_path / "unlabelled"

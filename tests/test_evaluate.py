@@ -7,6 +7,7 @@ from shapeshift.config.schema import DETECTORS
 from shapeshift.engine.restore import RunError
 from shapeshift.evaluate import evaluate_run
 from shapeshift.runs.folder import find_runs, read_metrics
+from shapeshift.runs.provenance import code_commit
 from tests.helpers import CONF, assert_metrics_consistent
 
 
@@ -41,6 +42,7 @@ def test_evaluate_reproduces_the_runs_own_test_metrics(trained_run):
     assert read_metrics(trained_run) == trained  # metrics.json untouched
     tested = {k: v for k, v in trained.items() if k.startswith("test/")}
     assert {k: again[k] for k in tested} == tested
+    assert (again["commit"], again["precision"]) == (code_commit(), trained["precision"])
 
 
 def test_a_qc_file_of_an_older_format_is_fitted_again_not_misread(trained_run, tmp_path):

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 
 from shapeshift import reporting as rp
 from shapeshift.report import main as report_main
+from shapeshift.runs.provenance import code_commit
 from tests.helpers import run_cli
 
 FAMILIES = ("position", "scale")
@@ -184,9 +186,19 @@ def test_report_files_tables_csv_and_missing_runs(sweep):
         rows = list(csv.DictReader(f))
     assert len(rows) == 7
     columns = list(rows[0])
-    assert columns[:7] == ["run_dir", "arch", "variant", "aug", "seed", "data", "epochs"]
-    assert columns[7:10] == ["eval/checkpoint", "eval/epoch", "eval/step"]  # which weights the row describes
-    assert columns[10:13] == ["val/acc", "test/iid/acc", "test/iid/ece"]
+    assert columns[:9] == [
+        "run_dir",
+        "arch",
+        "variant",
+        "aug",
+        "seed",
+        "data",
+        "epochs",
+        "commit",
+        "precision",
+    ]
+    assert columns[9:12] == ["eval/checkpoint", "eval/epoch", "eval/step"]  # which weights the row describes
+    assert columns[12:15] == ["val/acc", "test/iid/acc", "test/iid/ece"]
     assert (rows[0]["eval/checkpoint"], rows[0]["eval/epoch"]) == ("last", "3")
     assert {"test/position/s3/acc", "test/ood/acc", "test/ood_iid_ratio", "time/fit_s"} <= set(columns)
     first = rows[0]
@@ -206,6 +218,45 @@ def test_report_files_tables_csv_and_missing_runs(sweep):
         data = (sweep / name).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5000, name
         assert f"]({name})" in text
+
+
+def test_every_report_names_the_commit_and_precision_of_its_runs(sweep, tmp_path):
+    """results.csv and report.md say which code and arithmetic computed each number, and how to remake it;
+    a run older than the record says "not recorded" instead of borrowing another run's commit."""
+    for i, (commit, precision) in enumerate([("aaaa11112222", "bf16-mixed"), ("bbbb33334444", "32-true")]):
+        path = sweep / f"{i}_arch=cnn,aug=none,seed={i}" / "metrics.json"
+        m = json.loads(path.read_text())
+        path.write_text(json.dumps({**m, "commit": commit, "precision": precision}))
+    out = tmp_path / "out"
+    assert report_main([str(sweep), "--out", str(out), "--no-plots", "--min-iid", "0.5"]) == 0
+    with (out / "results.csv").open() as f:
+        rows = {Path(r["run_dir"]).name: r for r in csv.DictReader(f)}
+    assert (
+        rows["0_arch=cnn,aug=none,seed=0"]["commit"],
+        rows["0_arch=cnn,aug=none,seed=0"]["precision"],
+    ) == (
+        "aaaa11112222",
+        "bf16-mixed",
+    )
+    assert rows["1_arch=cnn,aug=none,seed=1"]["precision"] == "32-true"
+    assert rows["2_arch=cnn,aug=none,seed=2"]["commit"] == ""  # not recorded: left empty, never guessed
+    text = (out / "report.md").read_text()
+    assert "| `aaaa11112222` | bf16-mixed | 1 |" in text
+    assert "| `bbbb33334444` | 32-true | 1 |" in text
+    assert "| not recorded | not recorded | 5 |" in text
+    assert f"Report written by commit `{code_commit()}`" in text
+    command = f"python -m shapeshift.report {sweep} --out {out} --no-plots --min-iid 0.5"
+    assert f"Remake this report: `{command}`" in text
+
+
+def test_the_commit_is_the_checkouts_head():
+    """The commit is the checkout's HEAD (12 digits), `+dirty` only for uncommitted package changes."""
+    commit = code_commit()
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert commit.removesuffix("+dirty") == head.stdout.strip()
+    else:  # an installed copy outside a checkout
+        assert commit.startswith("shapeshift ") or commit == "unknown"
 
 
 def test_several_folders_partial_and_duplicates(tmp_path):

@@ -4,6 +4,7 @@ import re
 import numpy as np
 import pytest
 
+from shapeshift.runs.provenance import code_commit
 from shapeshift.train import train
 from tests.helpers import KillAtEpoch, assert_metrics_consistent, run_cli, without_measurements
 
@@ -16,6 +17,8 @@ def test_train_writes_metrics_json_and_a_checkpoint(cfg_factory, tmp_path):
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert on_disk == metrics
     assert (on_disk["arch"], on_disk["aug"], on_disk["seed"]) == ("cnn", "none", 1)
+    # Which code and arithmetic computed it: the checkout's commit, the precision `auto` resolved to.
+    assert on_disk["commit"] == code_commit() and on_disk["precision"] in {"32-true", "bf16-mixed"}
     # debug=smoke: 16 i.i.d. test images per class, 8 per class in each o.o.d. set, 16 in mix.
     assert_metrics_consistent(on_disk, {"iid": 32, "position/s5": 16, "rotation/s3": 16, "mix": 32})
     assert (tmp_path / "run" / on_disk["checkpoint"]).is_file()

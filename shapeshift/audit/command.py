@@ -21,6 +21,7 @@ from shapeshift.config.schema import QCConfig
 from shapeshift.console.progress import track
 from shapeshift.engine.runtime import AUTO, fast_cpu_math
 from shapeshift.runs.folder import find_runs, read_run
+from shapeshift.runs.provenance import COMMIT_KEY, code_commit
 
 log = logging.getLogger("shapeshift")
 fast_cpu_math()  # before torch starts its thread pool (see runtime.py: denormals slow CPU backward 3-5x)
@@ -135,6 +136,7 @@ def _result(s: Screening, sample: Folder, out_dir: Path) -> dict:
         "invariances": s.invariances,
         "consistency": s.consistency,
         "classes": {c: int((s.predicted == i).sum()) for i, c in enumerate(s.class_names)},
+        COMMIT_KEY: code_commit(),  # the code that screened the folder
     }
     if sample.labelled:
         correct = s.predicted == sample.labels

@@ -17,6 +17,7 @@ from shapeshift.audit.recommend import DECIDES
 from shapeshift.qc.estimates import interval
 from shapeshift.reporting.stats import mean_interval
 from shapeshift.reporting.writing import markdown_table
+from shapeshift.runs.provenance import code_commit
 
 
 def wilson(correct: int, n: int) -> tuple[float, float]:
@@ -167,6 +168,7 @@ def write(
             "",
         ]
     lines += recommendation(advice, labelled) if advice else []
+    lines += ["", f"Ranked by shapeshift commit `{code_commit()}`.", ""]
     (out / "ranking.md").write_text("\n".join(lines))
     return {"csv": out / "ranking.csv", "md": out / "ranking.md", "best": best}
 

@@ -45,9 +45,11 @@ def report(
     min_iid: float | None = None,
     metrics_file: str = METRICS_FILE,
     baseline: str | None = None,
+    command: str | None = None,
 ) -> dict:
     """Write report.md, results.csv and the plots into `out_dir` (default: the first root). `baseline`
-    (`arch=cnn`): the cell corruption errors and mCE are relative to."""
+    (`arch=cnn`): the cell corruption errors and mCE are relative to; `command`: the command line that
+    made the report, written into it so that it can be remade."""
     roots = [str(r) for r in roots]
     runs = collect(roots, metrics_file)
     if min_iid is not None:
@@ -58,7 +60,7 @@ def report(
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / CSV_FILE, runs)
     drawn, skipped = draw_all(out, groups, runs) if plots and groups else ({}, {})
-    (out / REPORT_FILE).write_text(render_markdown(roots, runs, groups, drawn, skipped, base))
+    (out / REPORT_FILE).write_text(render_markdown(roots, runs, groups, drawn, skipped, base, command))
     return {"runs": runs, "groups": groups, "out": out, "plots": drawn, "skipped": skipped, "baseline": base}
 
 

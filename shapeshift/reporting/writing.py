@@ -26,6 +26,7 @@ from shapeshift.reporting.tables import (
 )
 from shapeshift.runs.folder import METRICS_FILE
 from shapeshift.runs.metric_keys import CE, CORRUPTION_GROUPS, IMAGENET_C, is_number, mce_key, test_key
+from shapeshift.runs.provenance import COMMIT_KEY, PRECISION_KEY, code_commit
 
 REPORT_FILE = "report.md"
 CSV_FILE = "results.csv"
@@ -54,11 +55,42 @@ def _chunks(items: Sequence, most: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def run_precision(r: Run) -> str | None:
+    """The precision the run computed in: recorded in its results, else its config's (run.json)."""
+    value = r.metrics.get(PRECISION_KEY) or (r.keys or {}).get(f"trainer.{PRECISION_KEY}")
+    return None if value is None else str(value)
+
+
+def provenance_section(runs: Sequence[Run], command: str | None = None) -> list[str]:
+    """Which code and which arithmetic computed the report's numbers: runs per (commit, precision), the
+    commit that wrote the report and the command that remakes it. A run made before shapeshift recorded
+    its commit says so."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in runs:
+        if r.finished:
+            cell = (r.metrics.get(COMMIT_KEY) or "not recorded", run_precision(r) or "not recorded")
+            counts[cell] = counts.get(cell, 0) + 1
+    rows = [[f"`{c}`" if c != "not recorded" else c, p, str(n)] for (c, p), n in sorted(counts.items())]
+    lines = ["## Provenance", ""]
+    if rows:
+        lines += [markdown_table(["commit", "precision", "runs"], rows), ""]
+    lines += [
+        f"Report written by commit `{code_commit()}`. A run's commit is the code that computed its results "
+        "file (for an evaluation file, the code that evaluated it); `+dirty`: the package or its configs "
+        "had uncommitted changes.",
+        "",
+    ]
+    if command:
+        lines += [f"Remake this report: `{command}`", ""]
+    return lines
+
+
 def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
-    """One row per finished run: where it is, who it is, which weights were evaluated, every numeric metric,
-    the checkpoint, and why it was left out of the comparison (empty when compared)."""
+    """One row per finished run: where it is, who it is, the commit and precision that computed it, which
+    weights were evaluated, every numeric metric, the checkpoint, and why it was left out of the
+    comparison (empty when compared)."""
     finished = [r for r in runs if r.finished]
-    keys = [k for k in metric_keys(finished) if k not in EVALUATED]
+    keys = [k for k in metric_keys(finished) if k not in (*EVALUATED, COMMIT_KEY, PRECISION_KEY)]
     columns = [
         "run_dir",
         "arch",
@@ -67,6 +99,8 @@ def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
         "seed",
         "data",
         "epochs",
+        COMMIT_KEY,
+        PRECISION_KEY,
         *EVALUATED,
         *keys,
         "checkpoint",
@@ -86,6 +120,8 @@ def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
                     "" if r.seed is None else r.seed,
                     r.data or "",
                     m.get("epochs", ""),
+                    m.get(COMMIT_KEY) or "",
+                    run_precision(r) or "",
                     *(m.get(k, "") for k in EVALUATED),
                     *(m[k] if is_number(m.get(k)) else "" for k in keys),
                     m.get("checkpoint") or "",
@@ -264,6 +300,7 @@ def render_markdown(
     plots: dict[str, str],
     skipped: dict[str, str],
     baseline: Baseline | None = None,
+    command: str | None = None,
 ) -> str:
     finished = [r for r in runs if r.finished]
     missing = [r for r in runs if not r.finished]
@@ -334,5 +371,6 @@ def render_markdown(
     warn = notes(runs)
     if warn:
         lines += ["## Notes", "", *(f"- {w}" for w in warn), ""]
+    lines += provenance_section(runs, command)
     lines += [f"Every run's numbers: [`{CSV_FILE}`]({CSV_FILE}).", ""]
     return "\n".join(lines)
