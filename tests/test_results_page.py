@@ -12,10 +12,14 @@ where each value is printed with 3 decimals ("—" when missing) and a list is j
 """
 
 import csv
+import math
 import re
+import shlex
+import statistics
 
 import pytest
 import yaml
+from scipy import stats as scipy_stats
 
 from tests.helpers import ROOT
 
@@ -111,6 +115,8 @@ def test_every_row_equals_its_source(table):
     start, spec, header, rows = table
     if spec is None:
         pytest.skip("no source (the test above fails)")
+    if spec.get("check"):
+        pytest.skip(f"checked by its own test ({spec['check']})")
     for row in rows:
         if spec["files"][0].endswith(".csv"):
             assert row == expected_from_csv(spec, header, row), f"line {start}: {row}"
@@ -127,3 +133,384 @@ def test_every_picture_in_docs_is_shown_by_a_page():
     }
     orphans = sorted(str(p.relative_to(ROOT)) for p in DOCS.rglob("*.png") if p.resolve() not in shown)
     assert not orphans, f"pictures no page shows: {orphans}"
+
+
+# -- the commands that remake each table ---------------------------------------------------------------------
+RUNS_FROM = re.compile(r"^Runs from (.*?): \d+ found", re.M)
+PLACEHOLDER = re.compile(r"<[^>!]*>")
+
+
+def report_roots(folder: str) -> list[str]:
+    """The folders a report in docs/ was made from, as its "Runs from" line names them."""
+    (line,) = RUNS_FROM.findall((DOCS / folder / "report.md").read_text())
+    return re.findall(r"`([^`]+)`", line)
+
+
+def parse_report_command(command: str) -> tuple[list[str], dict[str, str | bool]]:
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "shapeshift.report"], command
+    roots, options, i = [], {}, 3
+    while i < len(words):
+        if words[i] == "--no-plots":
+            options["--no-plots"], i = True, i + 1
+        elif words[i].startswith("--"):
+            options[words[i]], i = words[i + 1], i + 2
+        else:
+            roots.append(words[i])
+            i += 1
+    return roots, options
+
+
+def test_every_table_names_the_exact_command_that_remakes_it():
+    """`remake:` in each table's comment: the report command with the folders its report was made from,
+    the report's own --min-iid and --baseline, written to the folder the table is copied from."""
+    for start, spec, _, _ in page_tables():
+        assert spec and spec.get("remake"), f"line {start}: no `remake:` command above the table"
+        commands = spec["remake"] if isinstance(spec["remake"], list) else [spec["remake"]]
+        made = {}
+        for command in commands:
+            assert not PLACEHOLDER.search(command), f"line {start}: a placeholder in {command}"
+            roots, options = parse_report_command(command)
+            made[options["--out"].removeprefix("docs/")] = (roots, options)
+        for folder in {path.rsplit("/", 1)[0] for path in spec["files"]}:
+            assert folder in made, f"line {start}: no command writes docs/{folder}"
+            roots, options = made[folder]
+            report = (DOCS / folder / "report.md").read_text()
+            assert roots == report_roots(folder), f"line {start}: not the folders docs/{folder} was made from"
+            left_out = re.search(r"i\.i\.d\. accuracy [0-9.]+ < ([0-9.]+)", report)
+            assert options.get("--min-iid") == (left_out.group(1) if left_out else None), f"line {start}"
+            assert ("--baseline" in options) == ("Baseline: `" in report), f"line {start}"
+
+
+def test_no_command_on_the_page_has_a_placeholder():
+    """Every `python -m shapeshift...` on the page, inline or in a block, can be run as written."""
+    text = PAGE.read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    inline = re.findall(r"`(python -m shapeshift[^`]*)`", text)
+    commands = [c for b in blocks for c in b.replace("\\\n", " ").splitlines() if c.strip()] + inline
+    assert len(commands) > 20
+    bad = [c for c in commands if PLACEHOLDER.search(c.split("#")[0])]
+    assert not bad, f"commands with placeholders: {bad}"
+
+
+# -- the numbers the prose quotes, recomputed from the runs' CSVs --------------------------------------------
+def runs(path: str, compared: bool = True) -> list[dict]:
+    with open(DOCS / path, newline="") as f:
+        return [r for r in csv.DictReader(f) if not (compared and r["left_out"])]
+
+
+STUDY = "study/results.csv"
+ARCHS = ("cnn", "maxpool", "gap", "resnet18", "resnet18_aa")
+QUADRANT_READERS = ("cnn", "maxpool", "resnet18", "resnet18_aa")
+KEY = {
+    "position": "test/position/acc",
+    "s5": "test/position/s5/acc",
+    "ood": "test/ood/acc",
+    "mix": "test/mix/acc",
+}
+
+
+def by_seed(rows, arch: str, aug: str, key: str, variant: str = "") -> dict[int, float]:
+    return {
+        int(r["seed"]): float(r[key])
+        for r in rows
+        if (r["arch"], r["aug"], r["variant"]) == (arch, aug, variant)
+    }
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def signed(values) -> str:
+    return " / ".join(f"{v:+.3f}" for v in values)
+
+
+def plain(values) -> str:
+    return " / ".join(f"{v:.3f}" for v in values)
+
+
+def p2(p: float) -> str:
+    return f"{p:#.2g}"
+
+
+def paired(a: dict, b: dict) -> tuple[list[float], float | None]:
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    p = scipy_stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue if len(seeds) > 1 else None
+    return diffs, p
+
+
+def half_width(values) -> float:
+    n = len(values)
+    return scipy_stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / math.sqrt(n)
+
+
+def holm(ps: list[float]) -> list[float]:
+    order = sorted(range(len(ps)), key=ps.__getitem__)
+    out, running = [0.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        out[i] = running
+    return out
+
+
+def span(values, digits: int = 3) -> str:
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
+
+
+def family_mean_without(r: dict, family: str) -> float:
+    keys = [k for k in r if re.fullmatch(r"test/[^/]+/s\d/acc", k) and not k.startswith(f"test/{family}/")]
+    return mean(float(r[k]) for k in keys)
+
+
+def claim3_quotes() -> list[str]:
+    """Anti-aliased minus plain ResNet-18, paired by seed, Holm over the comparisons that have a p-value."""
+    s = runs(STUDY)
+    tests = {}
+    for aug in ("none", "basic", "strong"):
+        for metric in ("position", "s5", "ood"):
+            tests[aug, metric] = paired(
+                by_seed(s, "resnet18_aa", aug, KEY[metric]), by_seed(s, "resnet18", aug, KEY[metric])
+            )
+    with_p = [k for k, (_, p) in tests.items() if p is not None and not math.isnan(p)]
+    adjusted = dict(zip(with_p, holm([tests[k][1] for k in with_p]), strict=True))
+    assert len(with_p) == 8
+    d, p = tests["none", "position"]
+    quotes = [f"Holm over the {len(with_p)} that have a p-value", f"({signed(d)}, p = {p2(p)})"]
+    d, p = tests["basic", "position"]
+    quotes.append(
+        f"by {d[0]:+.3f} and {d[1]:+.3f} in the two seeds both cells have (p = {p2(p)} with 2 pairs, "
+    )
+    quotes.append(f"{p2(adjusted['basic', 'position'])} after Holm): a lead")
+    d, p = tests["strong", "position"]
+    quotes.append(f"With `strong` level ({signed(d)}, p = {p2(p)})")
+    d, p = tests["strong", "ood"]
+    assert all(x < 0 for x in d)
+    quotes.append(
+        f"behind in 3 of 3 seeds ({signed(d)}, p = {p2(p)}, {p2(adjusted['strong', 'ood'])} after Holm)"
+    )
+    d, _ = paired(
+        by_seed(s, "resnet18_aa", "strong", KEY["mix"]), by_seed(s, "resnet18", "strong", KEY["mix"])
+    )
+    quotes.append(f"on `mix` too ({signed(d)})")
+    d, p = tests["none", "ood"]
+    quotes.append(f"with `none` ({mean(d):+.3f} ± {half_width(d):.3f} paired, p = {p2(p)})")
+    d2, p = tests["basic", "ood"]
+    quotes.append(f"`basic` ({signed(d2)}, p = {p2(p)})")
+    quotes.append(f"behind in {sum(x < 0 for x in d + d2)} of those {len(d + d2)} pairs")
+    a, b = by_seed(s, "resnet18_aa", "strong", KEY["s5"]), by_seed(s, "resnet18", "strong", KEY["s5"])
+    quotes.append(f"lower in seed 2 ({a[2]:.3f} vs {b[2]:.3f})")
+    mix = {arch: mean(by_seed(s, arch, "none", KEY["mix"]).values()) for arch in ARCHS}
+    rank = sorted(mix, key=mix.get, reverse=True).index("resnet18_aa") + 1
+    quotes.append(f"the anti-aliased ResNet-18 is {rank}th of 5 on the mix without augmentation")
+    return quotes
+
+
+def claim5_quotes() -> list[str]:
+    """The o.o.d. gain over `none` without the position family, and the size of the gain."""
+    s = runs(STUDY)
+    gains, ups, pairs = {}, 0, 0
+    for aug in ("basic", "strong"):
+        for arch in ARCHS:
+            base = {
+                int(r["seed"]): family_mean_without(r, "position")
+                for r in s
+                if (r["arch"], r["aug"], r["variant"]) == (arch, "none", "")
+            }
+            other = {
+                int(r["seed"]): family_mean_without(r, "position")
+                for r in s
+                if (r["arch"], r["aug"], r["variant"]) == (arch, aug, "")
+            }
+            if not other:
+                continue
+            gains[arch, aug] = mean(other.values()) - mean(base.values())
+            if aug == "strong":
+                d, _ = paired(other, base)
+                ups, pairs = ups + sum(x > 0 for x in d), pairs + len(d)
+    strong = [gains[a, "strong"] for a in QUADRANT_READERS]
+    basic = [v for (a, aug), v in gains.items() if aug == "basic"]
+    sign_p = scipy_stats.binomtest(ups, pairs).pvalue
+    ood_gain = [
+        mean(by_seed(s, a, "strong", KEY["ood"]).values()) - mean(by_seed(s, a, "none", KEY["ood"]).values())
+        for a in QUADRANT_READERS
+    ]
+    none_ood = [mean(by_seed(s, a, "none", KEY["ood"]).values()) for a in QUADRANT_READERS]
+    gap_ood = mean(by_seed(s, "gap", "none", KEY["ood"]).values())
+    names = ("strided CNN", "max-pooling", "ResNet-18", "anti-aliased")
+    listed = ", ".join(f"{g:+.3f} ({n})" for g, n in zip(strong[:3], names[:3], strict=True))
+    return [
+        f"gains are {listed} and {strong[3]:+.3f} ({names[3]}), up in {ups} of the {pairs} seed pairs "
+        f"(sign test p = {p2(sign_p)}), and `basic`'s {min(basic):+.3f} to {max(basic):+.3f}",
+        f"the gains are {min(strong):+.3f} to {max(strong):+.3f} (claim 5)",
+        f"`strong` adds {min(ood_gain):+.3f} to {max(ood_gain):+.3f}",
+        f"The o.o.d. mean starts at {span(none_ood)}",
+        f"`none` {span(none_ood)}, the GAP CNN {gap_ood:.3f}) and the largest gain {max(ood_gain):+.3f}",
+    ]
+
+
+def rerun_quotes() -> list[str]:
+    """What moved when the augmented cells were rerun with per-sample seeding, and that nothing else did."""
+    before, now = runs("study/before-per-sample-seeding/results.csv"), runs(STUDY)
+    named = {
+        ("resnet18", "strong", "s5"),
+        ("resnet18", "strong", "position"),
+        ("resnet18_aa", "basic", "s5"),
+        ("resnet18_aa", "basic", "position"),
+        ("resnet18_aa", "strong", "s5"),
+        ("resnet18", "basic", "position"),
+        ("gap", "strong", "ood"),
+        ("gap", "strong", "mix"),
+        ("maxpool", "strong", "position"),
+    }
+    moves = {}
+    for arch in ARCHS:
+        for aug in ("basic", "strong"):
+            variant = "max_epochs=20" if (arch, aug) == ("gap", "strong") else ""
+            for metric, key in KEY.items():
+                b = mean(by_seed(before, arch, aug, key, variant).values())
+                n = mean(by_seed(now, arch, aug, key, variant).values())
+                moves[arch, aug, metric] = (b, n)
+    others = [abs(n - b) for k, (b, n) in moves.items() if k not in named]
+    assert max(others) <= 0.020 + 1e-9, "a mean the page says moved by 0.020 or less moved more"
+    quotes = ["moves by 0.020 or less"]
+    for k in (("gap", "strong", "ood"), ("gap", "strong", "mix"), ("maxpool", "strong", "position")):
+        b, n = moves[k]
+        quotes.append(f"{b:.3f} -> {n:.3f}")
+    return quotes
+
+
+def range_quotes() -> list[str]:
+    s = runs(STUDY)
+    none = [r for r in s if r["aug"] == "none"]
+    in_quadrant = [
+        float(r[f"test/{f}/acc"])
+        for r in none
+        if r["arch"] in QUADRANT_READERS
+        for f in ("scale", "rotation", "combined")
+    ]
+    remedy = [
+        r for r in runs("why/remedy/results.csv") if r["aug"] == "none" and r["arch"] in QUADRANT_READERS
+    ]
+    remedy_families = [
+        float(r[f"test/{f}/acc"]) for r in remedy for f in ("scale", "rotation", "shear", "combined")
+    ]
+    gap = [r for r in none if r["arch"] == "gap"]
+    five_epoch = [r for r in s if r["variant"] == ""]
+
+    def s5(family, archs):
+        return [float(r[f"test/{family}/s5/acc"]) for r in five_epoch if r["arch"] in archs]
+
+    mix_compared = [float(r[KEY["mix"]]) for r in s if r["arch"] == "resnet18"]
+    aa_photo = [float(r["test/background_photo/s5/acc"]) for r in none if r["arch"] == "resnet18_aa"]
+    return [
+        f"stay at {span(in_quadrant)} (family means, every `none` run)",
+        f"distortions at {span(remedy_families)} (family means of scale, rotation, shear and combined",
+        "family means with `none`: scale {}, rotation {}, combined {}".format(
+            *(span([float(r[f"test/{f}/acc"]) for r in gap]) for f in ("scale", "rotation", "combined"))
+        ),
+        f"lowest compared run {min(mix_compared):.3f}",
+        f"every model but the GAP CNN keeps {span(s5('background_pattern', QUADRANT_READERS))}, the GAP CNN "
+        f"{span(s5('background_pattern', ('gap',)))}",
+        f"({span(s5('background_photo', ('gap',)))} in all six `none`/`basic` runs)",
+        f"the others keep {span(s5('background_photo', QUADRANT_READERS))}",
+        f"lowest with `none`, {span(aa_photo)})",
+        f"every compared run is at {span(s5('contrast', ARCHS))}",
+    ]
+
+
+def size128_quotes() -> list[str]:
+    z = runs("why/size128/results.csv")
+    big, small = ({int(r["seed"]): r for r in z if r["variant"] == f"image_size={n}"} for n in (128, 64))
+
+    def change(key):
+        return [float(big[s][key]) - float(small[s][key]) for s in (0, 1, 2)]
+
+    def seeds(runs_by_seed, key):
+        return [float(runs_by_seed[s][key]) for s in (0, 1, 2)]
+
+    position_p = scipy_stats.ttest_rel(seeds(big, KEY["position"]), seeds(small, KEY["position"])).pvalue
+
+    return [
+        f"on the family mean ({signed(change('test/background_photo/acc'))})",
+        f"(s5: {signed(change('test/background_photo/s5/acc'))})",
+        f"{signed(change(KEY['position']))}, paired t p = {p2(position_p)}",
+    ]
+
+
+def claim1_quotes() -> list[str]:
+    every = runs(STUDY, compared=False)
+    quotes = []
+    for aug in ("basic", "strong"):
+        plain_net = by_seed(every, "resnet18", aug, KEY["s5"])
+        aa = by_seed(every, "resnet18_aa", aug, KEY["s5"])
+        quotes.append(
+            f"{plain([plain_net[s] for s in (0, 1, 2)])}, anti-aliased {plain([aa[s] for s in (0, 1, 2)])}"
+        )
+    return quotes
+
+
+def qc_quotes() -> list[str]:
+    qc = runs("study/qc/results.csv")
+    readers = [r for r in qc if float(r[KEY["s5"]]) < 0.5]
+    kept = [
+        float(r["test/position/s5/failure_auroc/reference"])
+        for r in readers
+        if (r["arch"], r["aug"]) != ("resnet18", "basic")
+    ]
+    return [f"{span(kept)} without it)"]
+
+
+PROSE = {
+    "claim 3": claim3_quotes,
+    "claim 5": claim5_quotes,
+    "rerun": rerun_quotes,
+    "ranges": range_quotes,
+    "size 128": size128_quotes,
+    "claim 1": claim1_quotes,
+    "quality control": qc_quotes,
+}
+
+
+@pytest.mark.parametrize("name", PROSE)
+def test_the_numbers_in_the_prose_are_their_data(name):
+    """Each quote is built from the runs' CSVs in docs/; it must stand on the page word for word."""
+    page = re.sub(r"\s+", " ", PAGE.read_text())
+    missing = [q for q in PROSE[name]() if re.sub(r"\s+", " ", q) not in page]
+    assert not missing, f"{name}: the page does not say {missing}"
+
+
+def test_the_blog_table_holds_its_numbers_and_its_rules():
+    """The blog-vs-reproduction table: numbers from the study's CSV and report, verdicts from stated rules."""
+    ((start, spec, header, rows),) = [t for t in page_tables() if t[1] and t[1].get("check") == "blog"]
+    s = runs(STUDY)
+    report_mix = {}
+    for _, src_header, src_rows in tables((DOCS / "study/report.md").read_text()):
+        if src_header[:2] == ["arch", "aug"] and "mix" in src_header:
+            report_mix.update({(r[0], r[1]): r[src_header.index("mix")] for r in src_rows})
+            break
+    mix = {a: by_seed(s, a, "none", KEY["mix"]) for a in ARCHS}
+    assert [r[0] for r in rows] == list(ARCHS)
+    for row in rows:
+        cells = dict(zip(header, row, strict=True))
+        arch = cells["arch"]
+        s5 = by_seed(s, arch, "none", KEY["s5"])
+        assert cells["here: position s5, seeds 0 / 1 / 2"] == plain([s5[k] for k in (0, 1, 2)])
+        claim = cells["the post: position swap"]
+        holds = all(v < 0.5 for v in s5.values()) if claim == "fails" else all(v >= 0.9 for v in s5.values())
+        assert cells["position"] == ("agree" if holds else "disagree"), arch
+        assert cells["here: mix"] == report_mix[arch, "none"]
+        values = list(mix[arch].values())
+        claim = cells["the post: distortion mix"]
+        if claim.startswith("tolerant"):
+            holds = mean(values) >= 0.85
+        elif claim == "ahead of ResNet-18":
+            holds = all(mix[arch][k] > mix["resnet18"][k] for k in mix[arch])
+        elif claim == "a random guesser":
+            holds = mean(values) - half_width(values) <= 0.5
+        else:
+            assert claim == "the strongest of the five"
+            holds = mean(values) == max(mean(m.values()) for m in mix.values())
+        assert cells["mix"] == ("agree" if holds else "disagree"), arch
