@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import textwrap
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -22,12 +27,13 @@ from shapeshift.reporting.tables import (  # noqa: E402
     group_key_order,
     set_columns,
 )
-from shapeshift.runs.folder import RISK_COVERAGE_FILE, read_json  # noqa: E402
+from shapeshift.runs.folder import CONFIG_FILE, RISK_COVERAGE_FILE, read_json  # noqa: E402
 from shapeshift.runs.metric_keys import (  # noqa: E402
     CE,
     IID,
     OOD,
     SEVERITIES,
+    is_number,
     mce_key,
     severity_points,
     test_key,
@@ -48,6 +54,26 @@ ARCH_COLORS = {
 }
 EXTRA_COLORS = ("tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray", *plt.get_cmap("tab20b").colors)
 HATCHES = ("", "//", "..", "xx", "\\\\", "++", "oo")
+# The value of an operation's argument that leaves the image as it is (shapeshift/data/shifts.py): where a
+# family that varies only that argument has its i.i.d. point. Operations not listed (the corruptions
+# catalog's) have no such value here, so their families stay on ordered steps.
+IDENTITY_ARGS = {
+    ("position", "fraction"): 0.0,
+    ("affine", "scale"): 1.0,
+    ("affine", "rotate"): 0.0,
+    ("affine", "shear"): 0.0,
+    ("pattern", "contrast"): 0.0,
+    ("photo", "alpha"): 0.0,
+    ("contrast", "factor"): 1.0,
+    ("blur", "sigma"): 0.0,
+    ("noise", "std"): 0.0,
+    ("occlusion", "size"): 0.0,
+}
+ARG_UNITS = {("affine", "rotate"): "deg", ("affine", "shear"): "deg", ("blur", "sigma"): "px"}
+ORDERED_STEPS = "severity (ordered steps, not a scale)"
+# A curve's risk at full coverage is the error rate on its whole set: 1 - the run's accuracy there, up to
+# the 6 decimals metrics.json keeps. A curve further off comes from another test than those metrics.
+FULL_COVERAGE_TOLERANCE = 1e-3
 
 
 def _safe(name: str) -> str:
@@ -79,6 +105,22 @@ def _legend(fig: Figure, entries: dict[str, object]) -> None:
         fig.legend(
             entries.values(), entries, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False
         )
+
+
+def _note(ax, lines: Sequence[str]) -> None:
+    """Small text under the axes' x label, wrapped to the axes' width; the constrained layout makes room."""
+    chars = max(30, int(ax.get_position().width * ax.figure.get_figwidth() * 72 / 3.9))
+    text = "\n".join(textwrap.fill(line, chars, subsequent_indent="  ") for line in lines)
+    ax.annotate(
+        text,
+        xy=(0.5, 0.0),
+        xycoords=ax.xaxis.label,
+        xytext=(0, -4),
+        textcoords="offset points",
+        ha="center",
+        va="top",
+        fontsize=7,
+    )
 
 
 def _augs(groups: Sequence[Group]) -> list[str]:
@@ -141,13 +183,70 @@ def heatmap(path: Path, groups: Sequence[Group], runs: Sequence[Run]) -> Figure 
     return _save(fig, path)
 
 
+def _scale_of(severities) -> tuple[str, list[float]] | None:
+    """(axis label, x of the i.i.d. set and of severities 1-5) when each severity applies one and the same
+    operation and only one of its numeric arguments changes, the others left at their identity (or without
+    one, like a pattern's `kinds`): the points at that argument's value, the i.i.d. set at its identity.
+    None otherwise (several operations or arguments, as `combined`; an operation with no known identity)."""
+    if not isinstance(severities, list) or len(severities) != len(SEVERITIES):
+        return None
+    if not all(isinstance(s, dict) and len(s) == 1 for s in severities):
+        return None
+    (op,) = severities[0]
+    args = [s.get(op) for s in severities]
+    if not all(isinstance(a, dict) for a in args) or len({tuple(sorted(a)) for a in args}) != 1:
+        return None
+    varying = [k for k in args[0] if len({json.dumps(a[k], sort_keys=True) for a in args}) > 1]
+    if len(varying) != 1:
+        return None
+    (arg,) = varying
+    identity = IDENTITY_ARGS.get((op, arg))
+    values = [a[arg] for a in args]
+    if identity is None or not all(is_number(v) for v in values):
+        return None
+    for other in set(args[0]) - {arg}:  # held fixed: the i.i.d. set must have it too
+        fixed = IDENTITY_ARGS.get((op, other))
+        if fixed is not None and args[0][other] != fixed:
+            return None
+    xs = [identity, *map(float, values)]
+    steps = [b - a for a, b in pairwise(xs)]
+    if not (all(d > 0 for d in steps) or all(d < 0 for d in steps)):
+        return None
+    unit = ARG_UNITS.get((op, arg))
+    return f"{op}.{arg}" + (f" ({unit})" if unit else ""), xs
+
+
+def family_scales(runs: Sequence[Run], families: Sequence[str]) -> dict[str, tuple[str, list[float]]]:
+    """{family: (axis label, x per severity 0-5)} for the families every one of `runs` that defines them
+    (its `.hydra/config.yaml`, `shift.families`) defines alike and `_scale_of` can put on a scale."""
+    definitions: dict[str, set[str]] = {}
+    for run in runs:
+        try:
+            config = yaml.safe_load((run.path / CONFIG_FILE).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        shift = config.get("shift") if isinstance(config, dict) else None
+        catalog = shift.get("families") if isinstance(shift, dict) else None
+        for family, severities in (catalog if isinstance(catalog, dict) else {}).items():
+            definitions.setdefault(str(family), set()).add(json.dumps(severities, sort_keys=True))
+    scales = {}
+    for family in families:
+        if len(definitions.get(family, ())) == 1:  # runs that disagree on a family share no scale
+            scale = _scale_of(json.loads(next(iter(definitions[family]))))
+            if scale is not None:
+                scales[family] = scale
+    return scales
+
+
 def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], aug: str) -> Figure | None:
     """Accuracy vs severity, one panel per family, one line per arch (severity 0 is the i.i.d. test set);
-    the band is the 95% interval over seeds."""
+    the band is the 95% interval over seeds. A family whose severities set one argument of one operation
+    is drawn at that argument's values (`family_scales`), the others at ordered steps 0-5."""
     families = families_of(runs)
     rows = [g for g in groups if g.aug == aug]
     if not families or not rows:
         return None
+    scales = family_scales([r for g in rows for r in g.runs], families)
     colors = arch_colors(groups)
     ncols = min(5, len(families))
     nrows = math.ceil(len(families) / ncols)
@@ -157,16 +256,17 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
         squeeze=False,
         sharey=True,
         layout="constrained",
-        figsize=(max(4.5, 3.0 * ncols), 2.6 * nrows + 0.9),
+        figsize=(max(4.5, 3.0 * ncols), 2.8 * nrows + 0.9),
     )
     legend: dict[str, object] = {}
     for ax, family in zip(axes.flat, families, strict=False):
+        label, at = scales.get(family, (ORDERED_STEPS, [float(k) for k in range(len(SEVERITIES) + 1)]))
         for g in rows:
             curve = severity_points(g.stats).get(family, [])
             points = [(k, s) for k, s in [(0, g.stats.get(test_key(IID, "acc"))), *curve] if s is not None]
             if len(points) < 2:
                 continue
-            xs = [k for k, _ in points]
+            xs = [at[k] if family in scales else float(k) for k, _ in points]
             means = [s.mean for _, s in points]
             color = colors[g.arch]
             (legend[g.arch],) = ax.plot(xs, means, marker="o", markersize=3, color=color, label=g.arch)
@@ -182,15 +282,24 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
                 )
         ax.set_title(family, fontsize=9, wrap=True)
         ax.set_ylim(0.0, 1.02)
-        ax.set_xticks(range(0, len(SEVERITIES) + 1), [IID, *map(str, SEVERITIES)], fontsize=7)
+        if family in scales:
+            ticks = [f"{v:g}" for v in at]
+            ticks[0] += f"\n{IID}"
+            span = max(at) - min(at)
+            crowded = min(abs(b - a) for a, b in pairwise(at)) < 0.08 * span
+            ax.set_xticks(at, ticks, fontsize=6 if crowded else 7, rotation=90 if crowded else 0)
+            if at[-1] < at[0]:  # contrast factor 1 -> 0.1: the harder severity stays on the right
+                ax.invert_xaxis()
+        else:
+            ax.set_xticks(at, [IID, *map(str, SEVERITIES)], fontsize=7)
+        ax.set_xlabel(label, fontsize=7)
         ax.grid(alpha=0.3)
     for ax in axes.flat[len(families) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy")
-    for ax in axes[-1]:
-        ax.set_xlabel("severity (ordered steps, not a scale)", fontsize=7)
-    _legend(fig, {a: legend[a] for a in colors if a in legend})  # every arch, not only the first panel's
+    seeds_of = {g.arch: g.n for g in rows}
+    _legend(fig, {f"{a} (n={seeds_of[a]})": legend[a] for a in colors if a in legend})  # every arch
     seeds = sorted({g.n for g in rows})
     n = f"{seeds[0]}" + (f"-{seeds[-1]}" if len(seeds) > 1 else "")
     fig.suptitle(
@@ -202,9 +311,24 @@ def severity_curves(path: Path, groups: Sequence[Group], runs: Sequence[Run], au
     return _save(fig, path)
 
 
+def unpaired_cells(groups: Sequence[Group], metric: str = test_key(OOD, "acc"), baseline: str = "none"):
+    """[(arch, aug, why)] for each cell with `metric` that `gains` gives no row: nothing to subtract."""
+    by_key = {(g.arch, g.aug): g for g in groups}
+    paired = {(r["arch"], r["aug"]) for r in gains(groups, metric, baseline)}
+    out = []
+    for g in groups:
+        if g.aug == baseline or metric not in g.stats or (g.arch, g.aug) in paired:
+            continue
+        base = by_key.get((g.arch, baseline))
+        why = f"no aug={baseline} run of it to pair" if base is None else f"aug={baseline} has no {metric}"
+        out.append((g.arch, g.aug, why))
+    return out
+
+
 def gain_bars(path: Path, groups: Sequence[Group], metric: str = test_key(OOD, "acc")) -> Figure | None:
     """Per arch, each augmentation's gain in `metric` over aug=none (error bar: paired 95% interval); the
-    colour is the arch's, as in the other figures, the hatching tells the augmentations apart."""
+    colour is the arch's, as in the other figures, the hatching tells the augmentations apart. A cell with
+    no aug=none partner (a variant trained only with another augmentation) is named below the axes."""
     rows = gains(groups, metric)
     if not rows:
         return None
@@ -239,49 +363,104 @@ def gain_bars(path: Path, groups: Sequence[Group], metric: str = test_key(OOD, "
     ax.set_ylabel(f"gain in {metric.removeprefix('test/')}")
     ax.set_title("Gain over aug=none (difference of means; bars: paired 95% interval)", fontsize=9, wrap=True)
     ax.grid(axis="y", alpha=0.3)
+    missing = unpaired_cells(groups, metric)
+    if missing:
+        _note(ax, ["No bar for:", *(f"{arch} x aug={aug} ({why})" for arch, aug, why in missing)])
     _legend(fig, legend)
     return _save(fig, path)
 
 
+def _run_curve(run: Run) -> tuple[str, str, list[tuple[float, float]]] | str | None:
+    """(set, gate, [(coverage, risk)] by coverage) from the run's risk_coverage.json, its full-coverage
+    point the run's own 1 - accuracy on that set; None without a curve; a string says why the curve is
+    left out (it does not end at the run's error rate: it was not measured in the test of its metrics)."""
+    data = read_json(run.path / RISK_COVERAGE_FILE)
+    if not isinstance(data, dict) or not data.get("risk"):
+        return None
+    coverage, risk = data.get("coverage"), data.get("risk")
+    if not (isinstance(coverage, list) and isinstance(risk, list) and len(coverage) == len(risk)):
+        return "its coverage and risk lists do not pair up"
+    if not all(is_number(v) for v in [*coverage, *risk]):
+        return "its curve holds a value that is not a number"
+    points = sorted(zip(map(float, coverage), map(float, risk), strict=True))
+    name = str(data.get("set"))
+    acc = (run.metrics or {}).get(test_key(name, "acc"))
+    if is_number(acc):
+        error = 1.0 - acc
+        if math.isclose(points[-1][0], 1.0):
+            if abs(points[-1][1] - error) > FULL_COVERAGE_TOLERANCE:
+                return (
+                    f"its curve ends at risk {points[-1][1]:.3f}, its metrics give 1 - {name} acc = "
+                    f"{error:.3f}: not this test's curve"
+                )
+            points[-1] = (1.0, error)
+        else:
+            points.append((1.0, error))
+    return name, str(data.get("detector")), points
+
+
+def _mean_curve(curves: Sequence[list[tuple[float, float]]]) -> tuple[list[float], list[float]]:
+    """Each curve interpolated onto one coverage grid (every run's points in the range all of them
+    cover), then averaged point by point."""
+    lo, hi = max(c[0][0] for c in curves), min(c[-1][0] for c in curves)
+    grid = sorted({x for c in curves for x, _ in c if lo <= x <= hi})
+    if not grid:
+        return [], []
+    values = [np.interp(grid, [x for x, _ in c], [y for _, y in c]) for c in curves]
+    return grid, [float(v) for v in np.mean(values, axis=0)]
+
+
 def risk_coverage(path: Path, groups: Sequence[Group]) -> Figure | None:
     """The gate's risk (error rate among accepted images) against coverage, mean over each group's seeds;
-    one panel per augmentation, read from each run's risk_coverage.json."""
-    curves: dict[str, dict[str, list[list[float]]]] = {}
-    coverage, sets, gates = None, set(), set()
+    one panel per augmentation, read from each run's risk_coverage.json. Runs may store different coverage
+    grids: each curve is interpolated onto a common one, and at full coverage the line is the mean of the
+    runs' 1 - accuracy on the curve's set. A curve that does not end there is left out and named."""
+    curves: dict[str, dict[tuple[str, str], list[list[tuple[float, float]]]]] = {}
+    left_out: dict[str, list[str]] = {}
+    sets, gates = set(), set()
     for g in groups:
         for run in g.runs:
-            data = read_json(run.path / RISK_COVERAGE_FILE)
-            if data and data.get("risk"):
-                curves.setdefault(g.aug, {}).setdefault(g.arch, []).append(data["risk"])
-                coverage = data["coverage"]
-                sets.add(str(data.get("set")))
-                gates.add(str(data.get("detector")))
-    # Each run chose its own gate: name them all, not the last one read.
-    which = f"{', '.join(sorted(sets))}; each run's own gate: {', '.join(sorted(gates))}"
+            got = _run_curve(run)
+            if isinstance(got, str):
+                left_out.setdefault(g.aug, []).append(f"{g.arch} seed {run.seed}: {got}")
+            elif got is not None:
+                name, gate, points = got
+                curves.setdefault(g.aug, {}).setdefault((g.arch, name), []).append(points)
+                sets.add(name)
+                gates.add(gate)
     if not curves:
         return None
+    # Each run chose its own gate: name them all, not the last one read.
+    which = f"{', '.join(sorted(sets))}; each run's own gate: {', '.join(sorted(gates))}"
     colors = arch_colors(groups)
+    panels = [aug for aug in _augs(groups) if aug in curves or aug in left_out]
     fig, axes = plt.subplots(
         1,
-        len(curves),
+        len(panels),
         squeeze=False,
         sharey=True,
         layout="constrained",
-        figsize=(max(4.5, 3.6 * len(curves)), 3.6),
+        figsize=(max(4.5, 3.6 * len(panels)), 3.6),
     )
     legend: dict[str, object] = {}
-    for ax, (aug, by_arch) in zip(axes[0], curves.items(), strict=True):
-        for arch, risks in by_arch.items():
-            mean = [sum(r[i] for r in risks) / len(risks) for i in range(len(coverage))]
-            (legend[arch],) = ax.plot(
-                coverage, mean, marker="o", markersize=2, color=colors[arch], label=arch
-            )
-        n = sorted({len(risks) for risks in by_arch.values()})
+    for ax, aug in zip(axes[0], panels, strict=True):
+        by_line = curves.get(aug, {})
+        for (arch, name), runs in by_line.items():
+            label = arch if len(sets) == 1 else f"{arch}, {name}"
+            grid, mean = _mean_curve(runs)
+            if grid:
+                (legend[label],) = ax.plot(
+                    grid, mean, marker="o", markersize=2, color=colors[arch], label=label
+                )
+        n = sorted({len(runs) for runs in by_line.values()}) or [0]
         ax.set_title(f"aug={aug}, n={n[0]}" + (f"-{n[-1]}" if len(n) > 1 else ""), fontsize=9, wrap=True)
         ax.set_xlabel("coverage (share accepted)")
         ax.grid(alpha=0.3)
+        if aug in left_out:
+            _note(ax, ["Left out:", *left_out[aug]])
     axes[0, 0].set_ylabel("risk (error among accepted)")
-    _legend(fig, {a: legend[a] for a in colors if a in legend})
+    order = [a if len(sets) == 1 else f"{a}, {s}" for a in colors for s in sorted(sets)]
+    _legend(fig, {a: legend[a] for a in dict.fromkeys(order) if a in legend})
     fig.suptitle(f"Risk vs coverage ({which}; lower is better)", fontsize=10, wrap=True)
     return _save(fig, path)
 
@@ -329,6 +508,8 @@ def draw_all(
         drawn["Corruption error per family against the baseline"] = CE_PLOT
     if risk_coverage(out / RISK, groups):
         drawn["Risk vs coverage of the quality-control gate"] = RISK
+    elif any((r.path / RISK_COVERAGE_FILE).is_file() for g in groups for r in g.runs):
+        skipped[RISK] = "no run's risk_coverage.json ends at its own 1 - accuracy (not its test's curve)"
     if gain_bars(out / GAIN, groups):
         drawn["Gain of each augmentation over none (test/ood/acc)"] = GAIN
     else:
