@@ -4,6 +4,8 @@
     python -m shapeshift.report sweep_machine_a sweep_machine_b      # written into the first folder
     python -m shapeshift.report <dirs> --min-iid 0.97                # leave out runs that did not learn
     python -m shapeshift.report <dirs> --baseline arch=cnn           # shift=corruptions: CE and mCE
+    python -m shapeshift.report --from-csv docs/study/results.csv --shift conf/shift/default.yaml
+                                                                     # remade from a report's CSV
 
 Reads only each run's `metrics.json`, `run.json` and `.hydra/*.yaml` (no torch: it starts in a moment,
 wherever the folders were copied). Runs are grouped by arch x aug; each group shows the mean over seeds
@@ -29,7 +31,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Summarise the runs of one or more sweep folders: report.md, results.csv and PNG plots, "
         "written into the first folder (or --out).",
     )
-    parser.add_argument("dirs", nargs="+", help="sweep or run folders, searched recursively")
+    parser.add_argument("dirs", nargs="*", help="sweep or run folders, searched recursively")
+    parser.add_argument(
+        "--from-csv",
+        metavar="FILE",
+        help="read the runs from a report's results.csv instead of their folders (a report made where the "
+        "runs are gone: every table and plot but risk vs coverage, whose curves live in the folders)",
+    )
+    parser.add_argument(
+        "--shift",
+        metavar="FILE",
+        help="the catalog the runs were evaluated on (e.g. conf/shift/default.yaml): family order and "
+        "severity axes; default: each run's own config (none with --from-csv)",
+    )
     parser.add_argument("--out", help="write the report here instead of into the first folder")
     parser.add_argument("--no-plots", action="store_true", help="tables and CSV only")
     parser.add_argument(
@@ -52,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "`shapeshift.evaluate` (re-evaluated checkpoints)",
     )
     args = parser.parse_args(argv)
+    if bool(args.dirs) == bool(args.from_csv):
+        parser.error("give sweep folders or --from-csv FILE (one of the two)")
     try:
         result = report(
             args.dirs,
@@ -60,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_iid=args.min_iid,
             metrics_file=args.metrics,
             baseline=args.baseline,
+            from_csv=args.from_csv,
+            shift=args.shift,
             command=shlex.join(
                 ["python", "-m", "shapeshift.report", *(sys.argv[1:] if argv is None else argv)]
             ),

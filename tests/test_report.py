@@ -504,3 +504,40 @@ def test_a_short_list_key_is_labelled_by_its_values_a_long_one_by_a_digest(tmp_p
     labels = sorted(g.arch for g in rp.report([root], plots=False)["groups"])
     assert labels[0].startswith("gap dilations=[1,1,1] transforms=") and len(labels[0].split("=")[-1]) == 6
     assert labels[1].startswith("gap dilations=[1,2,4,8,1] transforms=")
+
+
+def test_a_report_remade_from_its_csv_has_the_same_tables(sweep, tmp_path):
+    """--from-csv: the runs' folders gone, the CSV a report wrote gives the same tables and CSV, and with
+    --shift the catalog that puts severity axes on a scale."""
+    first = tmp_path / "first"
+    assert report_main([str(sweep), "--out", str(first), "--no-plots", "--min-iid", "0.85"]) == 0
+    catalog = tmp_path / "catalog.yaml"
+    families = {f: [{"affine": {"rotate": d}} for d in (15, 30, 60, 90, 180)] for f in FAMILIES}
+    catalog.write_text(yaml.safe_dump({"families": families}))
+    again = tmp_path / "again"
+    result = rp.report([], again, False, from_csv=first / "results.csv", shift=catalog, min_iid=0.85)
+
+    def sections(path):  # the tables and the left-out runs (a CSV holds no unfinished run)
+        text = path.read_text()
+        end = min(text.find(h) for h in ("## Runs without", "## Provenance") if h in text)
+        return text[text.index("## Main table") : end]
+
+    assert sections(again / "report.md") == sections(first / "report.md")
+    assert (again / "results.csv").read_text() == (first / "results.csv").read_text()
+    assert "Runs from `" + str(first / "results.csv") + "`" in (again / "report.md").read_text()
+    (tmp_path / "plots").mkdir()
+    drawn, skipped = rp.draw_all(tmp_path / "plots", result["groups"], result["runs"])
+    assert "risk_coverage.png" not in drawn.values()  # its curves are in the folders, not the CSV
+    assert {"heatmap.png", "severity_none.png", "aug_gain.png"} <= set(drawn.values())
+    figure = rp.plots.severity_curves(tmp_path / "s.png", result["groups"], result["runs"], "none")
+    ax = figure.axes[0]
+    assert list(ax.lines[0].get_xdata()) == [0.0, 15.0, 30.0, 60.0, 90.0, 180.0]
+    assert ax.get_xlabel() == "affine.rotate (deg)"
+
+
+def test_report_needs_folders_or_a_csv(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        report_main([])
+    assert "one of the two" in capsys.readouterr().err
+    assert report_main(["--from-csv", str(tmp_path / "nothing.csv")]) == 1
+    assert "--from-csv" in capsys.readouterr().err

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from shapeshift.reporting.corruption_error import Baseline, add_corruption_errors, find_baseline
 from shapeshift.reporting.plots import draw_all
-from shapeshift.reporting.runs import ReportError, Run, collect, leave_out_unlearned
+from shapeshift.reporting.runs import (
+    ReportError,
+    Run,
+    collect,
+    collect_csv,
+    leave_out_unlearned,
+    read_catalog,
+)
 from shapeshift.reporting.stats import Stat, mean_interval, t_quantile
 from shapeshift.reporting.tables import Group, gains, main_rows, summarize
 from shapeshift.reporting.writing import CSV_FILE, REPORT_FILE, render_markdown, text_table, write_csv
@@ -46,17 +53,29 @@ def report(
     metrics_file: str = METRICS_FILE,
     baseline: str | None = None,
     command: str | None = None,
+    from_csv: str | os.PathLike | None = None,
+    shift: str | os.PathLike | None = None,
 ) -> dict:
     """Write report.md, results.csv and the plots into `out_dir` (default: the first root). `baseline`
     (`arch=cnn`): the cell corruption errors and mCE are relative to; `command`: the command line that
-    made the report, written into it so that it can be remade."""
-    roots = [str(r) for r in roots]
-    runs = collect(roots, metrics_file)
+    made the report, written into it so that it can be remade. `from_csv`: read the runs from a report's
+    results.csv instead of their folders (no risk-coverage plot: its curves live in the folders);
+    `shift`: a catalog file whose families give the severity axes and the family order."""
+    catalog = read_catalog(shift) if shift else None
+    if from_csv:
+        roots = [str(from_csv)]
+        runs = collect_csv(from_csv, catalog)
+    else:
+        roots = [str(r) for r in roots]
+        runs = collect(roots, metrics_file)
+        if catalog:
+            for r in runs:
+                r.families, r.catalog = list(catalog), dict(catalog)
     if min_iid is not None:
         leave_out_unlearned(runs, min_iid)
     base: Baseline | None = add_corruption_errors(runs, find_baseline(runs, baseline)) if baseline else None
     groups = summarize(runs)
-    out = Path(out_dir or roots[0])
+    out = Path(out_dir or (Path(roots[0]).parent if from_csv else roots[0]))
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / CSV_FILE, runs)
     drawn, skipped = draw_all(out, groups, runs) if plots and groups else ({}, {})

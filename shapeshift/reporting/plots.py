@@ -12,7 +12,6 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -27,7 +26,7 @@ from shapeshift.reporting.tables import (  # noqa: E402
     group_key_order,
     set_columns,
 )
-from shapeshift.runs.folder import CONFIG_FILE, RISK_COVERAGE_FILE, read_json  # noqa: E402
+from shapeshift.runs.folder import RISK_COVERAGE_FILE, read_json  # noqa: E402
 from shapeshift.runs.metric_keys import (  # noqa: E402
     CE,
     IID,
@@ -218,17 +217,12 @@ def _scale_of(severities) -> tuple[str, list[float]] | None:
 
 def family_scales(runs: Sequence[Run], families: Sequence[str]) -> dict[str, tuple[str, list[float]]]:
     """{family: (axis label, x per severity 0-5)} for the families every one of `runs` that defines them
-    (its `.hydra/config.yaml`, `shift.families`) defines alike and `_scale_of` can put on a scale."""
+    (its catalog: the config's `shift.families`, or the report's `--shift` file) defines alike and
+    `_scale_of` can put on a scale."""
     definitions: dict[str, set[str]] = {}
     for run in runs:
-        try:
-            config = yaml.safe_load((run.path / CONFIG_FILE).read_text())
-        except (OSError, yaml.YAMLError):
-            continue
-        shift = config.get("shift") if isinstance(config, dict) else None
-        catalog = shift.get("families") if isinstance(shift, dict) else None
-        for family, severities in (catalog if isinstance(catalog, dict) else {}).items():
-            definitions.setdefault(str(family), set()).add(json.dumps(severities, sort_keys=True))
+        for family, severities in run.catalog.items():
+            definitions.setdefault(family, set()).add(json.dumps(severities, sort_keys=True))
     scales = {}
     for family in families:
         if len(definitions.get(family, ())) == 1:  # runs that disagree on a family share no scale

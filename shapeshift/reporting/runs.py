@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 from shapeshift.console.progress import track
 from shapeshift.runs.folder import METRICS_FILE, RunInfo, find_runs, read_run
@@ -49,6 +54,64 @@ def collect(roots: Sequence[str | os.PathLike], metrics_file: str = METRICS_FILE
         raise ReportError(f"no runs found under {names} (a run directory holds .hydra/ or {METRICS_FILE})")
     runs = [Run(**vars(read_run(d, metrics_file))) for d in track(dirs, "report: reading runs")]
     label_variants(runs)
+    return runs
+
+
+# results.csv's columns that say who a run is rather than what it measured (writing.write_csv's order).
+IDENTITY_COLUMNS = ("run_dir", "arch", "variant", "aug", "seed", "data", "left_out")
+NUMBER = re.compile(r"^-?\d+(\.\d*)?([eE][-+]?\d+)?$")
+
+
+def _cell(text: str):
+    """A CSV cell as metrics.json held it: an int, a float, or the text itself."""
+    if not NUMBER.match(text):
+        return text
+    return int(text) if re.fullmatch(r"-?\d+", text) else float(text)
+
+
+def read_catalog(path: str | os.PathLike) -> dict:
+    """{family: severities} of a catalog file such as conf/shift/default.yaml (its `families`)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ReportError(f"--shift {path}: {str(err).splitlines()[0]}") from None
+    families = data.get("families") if isinstance(data, dict) else None
+    if not isinstance(families, dict):
+        raise ReportError(
+            f"--shift {path}: no `families:` mapping (a catalog such as conf/shift/default.yaml)"
+        )
+    return {str(f): v for f, v in families.items()}
+
+
+def collect_csv(path: str | os.PathLike, catalog: dict | None = None) -> list[Run]:
+    """The runs of a report's results.csv, when their folders are gone or elsewhere: identity, variant and
+    left-out reason as the report recorded them, every other column as the run's metrics. `catalog` (from
+    `--shift`) gives the family order and what each severity does, which a CSV does not hold."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise ReportError(f"--from-csv {path}: {err.strerror}") from None
+    if not rows or "run_dir" not in rows[0]:
+        raise ReportError(f"--from-csv {path}: not a shapeshift results.csv (no run_dir column, or no rows)")
+    runs = []
+    for row in rows:
+        metrics = {k: _cell(v) for k, v in row.items() if k not in IDENTITY_COLUMNS and v != ""}
+        metrics.update({"arch": row["arch"], "aug": row["aug"]})
+        seed = _cell(row.get("seed", ""))
+        run = Run(
+            Path(row["run_dir"]),
+            arch=row["arch"] or None,
+            aug=row["aug"] or None,
+            seed=seed if isinstance(seed, int) else None,
+            data=row.get("data") or None,
+            families=list(catalog or {}),
+            catalog=dict(catalog or {}),
+            metrics=metrics,
+            left_out=row.get("left_out") or None,
+            variant=row.get("variant", ""),
+        )
+        runs.append(run)
     return runs
 
 

@@ -233,6 +233,7 @@ class RunInfo:
     seed: int | None = None
     data: str | None = None
     families: list[str] = field(default_factory=list)  # the catalog's order, from the run's config
+    catalog: dict = field(default_factory=dict)  # {family: its severities' operations}, from the same config
     metrics: dict | None = None  # None: no readable metrics.json, the run did not finish
     problem: str | None = None  # why there are no metrics: the error file's first line, or what is missing
     keys: dict | None = None  # the fingerprinted config keys (run.json), to tell variants of one arch apart
@@ -258,6 +259,7 @@ def read_run(path: Path, metrics_file: str = METRICS_FILE) -> RunInfo:
     info.data = choices.get("data")
     families = _mapping(config.get("shift")).get("families")
     info.families = [str(f) for f in families] if isinstance(families, dict) else []
+    info.catalog = {str(f): v for f, v in families.items()} if isinstance(families, dict) else {}
     if (path / metrics_file).is_file():
         try:
             metrics = read_metrics(path, metrics_file)
