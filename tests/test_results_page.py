@@ -466,6 +466,15 @@ def qc_quotes() -> list[str]:
     return [f"{span(kept)} without it)"]
 
 
+def translate_rerun_quotes() -> list[str]:
+    (r,) = runs("why/translate-rerun/results.csv")
+    assert (r["arch"], r["aug"], r["seed"], r["precision"]) == ("resnet18", "translate", "0", "32-true")
+    return [
+        f"one seed: `position s5` {float(r[KEY['s5']]):.3f}, o.o.d. {float(r[KEY['ood']]):.3f}, "
+        f"`mix` {float(r[KEY['mix']]):.3f}"
+    ]
+
+
 PROSE = {
     "claim 3": claim3_quotes,
     "claim 5": claim5_quotes,
@@ -474,6 +483,7 @@ PROSE = {
     "size 128": size128_quotes,
     "claim 1": claim1_quotes,
     "quality control": qc_quotes,
+    "translate rerun": translate_rerun_quotes,
 }
 
 
