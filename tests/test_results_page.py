@@ -475,6 +475,38 @@ def translate_rerun_quotes() -> list[str]:
     ]
 
 
+def report_column(folder: str, column: str) -> dict[tuple[str, str], str]:
+    """{(arch, aug): cell} of the first table in a docs/ report that has `column` beside arch and aug."""
+    for _, header, rows in tables((DOCS / folder / "report.md").read_text()):
+        if header[:2] == ["arch", "aug"] and column in header:
+            return {(r[0], r[1]): r[header.index(column)] for r in rows}
+    raise AssertionError(f"no table with {column} in docs/{folder}/report.md")
+
+
+def digits_quotes() -> list[str]:
+    """The digits section's verdicts against the report's gain and corruption-error tables and its CSV."""
+    gain, holm_p = report_column("study/digits", "gain"), report_column("study/digits", "Holm")
+    geometric = report_column("study/digits", "mCE geometric")
+    geo = {k: float(v.split(" ± ")[0]) for k, v in geometric.items()}
+    text = (DOCS / "study/digits/report.md").read_text()
+    ((header, rows),) = [(h, r) for _, h, r in tables(text) if "mCE change" in h]
+    by_p = min(rows, key=lambda r: float(r[header.index("p")]))
+    gap = [
+        float(r["test/iid/acc"])
+        for r in runs("study/digits/results.csv", compared=False)
+        if r["arch"] == "gap"
+    ]
+    return [
+        f"only the strided CNN's {gain['cnn', 'basic']} reaches {holm_p['cnn', 'basic']} after Holm "
+        f"(ResNet-18's {gain['resnet18', 'basic']}: {holm_p['resnet18', 'basic']})",
+        f"mCE geometric falls to {span([v for (a, aug), v in geo.items() if aug == 'basic'])} with `basic` "
+        f"against {span([v for (a, aug), v in geo.items() if aug == 'none'])} without",
+        f"(the lowest, {by_p[0]} x `{by_p[1]}`, p = {by_p[header.index('p')]}, "
+        f"{by_p[header.index('Holm')]} after Holm)".replace("resnet18 x", "ResNet-18 x"),
+        f"(i.i.d. {span(gap, 2)} in all {len(gap)} runs)",
+    ]
+
+
 PROSE = {
     "claim 3": claim3_quotes,
     "claim 5": claim5_quotes,
@@ -484,6 +516,7 @@ PROSE = {
     "claim 1": claim1_quotes,
     "quality control": qc_quotes,
     "translate rerun": translate_rerun_quotes,
+    "digits": digits_quotes,
 }
 
 
