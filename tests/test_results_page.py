@@ -507,6 +507,39 @@ def digits_quotes() -> list[str]:
     ]
 
 
+def deployment_quotes() -> list[str]:
+    """The 2026-12-04 quality-control rerun against its CSV, and against the earlier run it is set beside."""
+    now, before = runs("study/deployment/results.csv"), runs("study/qc/results.csv", compared=False)
+    s5 = "test/position/s5/"
+    readers = [r for r in now if float(r[s5 + "acc"]) < 0.5]
+    earlier = [r for r in before if float(r[s5 + "acc"]) < 0.5]
+    assert len(readers) == len(earlier) == 10
+    (agreement,) = {f"{float(r[s5 + 'acc_estimate/agreement']):.3f}" for r in readers}
+    said = [float(r[s5 + "acc_estimate/" + e]) for r in readers for e in ("atc", "doc")]
+    mae = {e: [float(r[f"test/acc_estimate_mae/{e}"]) for r in now] for e in ("atc", "agreement", "doc")}
+    best = [min(mae, key=lambda e, i=i: mae[e][i]) for i in range(len(now))]
+    within = sum(min(m[i] for m in mae.values()) <= 0.05 for i in range(len(now)))
+    cut = [float(r["test/iid/coverage"]) for r in earlier if (r["arch"], r["aug"]) != ("resnet18", "basic")]
+    (left_out,) = [r["test/iid/coverage"] for r in earlier if (r["arch"], r["aug"]) == ("resnet18", "basic")]
+    (msp,) = [r for r in readers if float(r[s5 + "coverage"]) > 0]
+    kept = [r for r in readers if r is not msp]
+    assert all(float(r[s5 + "coverage"]) == 0 and float(r["test/iid/coverage"]) == 1 for r in kept)
+    return [
+        f"against {span(cut)} with the 95% cut in the table above, {float(left_out):.3f} for its left-out",
+        f"chose `msp` and accepts {float(msp[s5 + 'coverage']):.3f} of its swapped errors",
+        f"swap: {agreement} on `position/s5` for every quadrant reader",
+        "where it said {} before and ATC and DoC still say {}".format(
+            span([float(r[s5 + "acc_estimate/agreement"]) for r in earlier]), span(said)
+        ),
+        "`agreement`'s MAE rose to {} ({} before)".format(
+            span(mae["agreement"]), span([float(r["test/acc_estimate_mae/agreement"]) for r in before])
+        ),
+        f"DoC has the lowest MAE in {best.count('doc')} of {len(now)} runs ({span(mae['doc'])}, mean "
+        f"{mean(mae['doc']):.3f}; ATC {span(mae['atc'])}, mean {mean(mae['atc']):.3f}), and at most 0.05 in "
+        f"{'one run' if within == 1 else f'{within} runs'}",
+    ]
+
+
 PROSE = {
     "claim 3": claim3_quotes,
     "claim 5": claim5_quotes,
@@ -517,6 +550,7 @@ PROSE = {
     "quality control": qc_quotes,
     "translate rerun": translate_rerun_quotes,
     "digits": digits_quotes,
+    "deployment": deployment_quotes,
 }
 
 
