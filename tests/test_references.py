@@ -15,6 +15,7 @@ from shapeshift.config.schema import QCConfig
 from shapeshift.engine.references import reference_runs
 from shapeshift.engine.restore import load_model, load_run_config
 from shapeshift.evaluate import evaluate_run
+from shapeshift.models.features import tapped
 from shapeshift.qc.bank import DetectorBank
 from shapeshift.runs.folder import CONFIG_FILE, read_metrics
 from shapeshift.train import train
@@ -121,10 +122,11 @@ def test_the_gate_keeps_the_right_validation_predictions_not_the_errors_among_th
 
 def scored(bank, model, x, y, name: str) -> dict:
     inputs = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 127.5 - 1
-    with torch.no_grad():  # as in the test loop: the references run inside it too
+    with torch.no_grad(), tapped(model.backbone) as tap:  # as in the test loop, references inside it too
         logits = model(inputs)
+        features = tap.features() if bank.needs_features else {}
         correct = logits.argmax(1) == torch.from_numpy(y)
-        bank.update(torch.zeros(len(y), dtype=torch.long), correct, logits, {}, inputs)
+        bank.update(torch.zeros(len(y), dtype=torch.long), correct, logits, features, inputs)
     m, _ = bank.compute([name])
     return m
 
@@ -175,6 +177,51 @@ def test_no_declared_invariance_keeps_every_reference():
     bank.attach_references([Model("position"), Model("shape")], ["p", "s"])
     bank.calibrate(Model("shape"), Data(rng), select_on=[])
     assert bank.references_used == ["p", "s"] and math.isnan(bank.consistency)
+
+
+class SeesTheImage(nn.Module):
+    """A shape (colour) reader whose one spatial map is the image itself: `spatial` features are the
+    quadrant means, so a feature novelty score sees where the blob is, as a quadrant reader's would."""
+
+    def __init__(self):
+        super().__init__()
+        self.map, self.head = nn.Identity(), Reads("shape")
+
+    def forward(self, x):
+        return self.head(self.map(x))
+
+
+def test_the_gate_is_chosen_where_the_data_declares_the_label_kept():
+    """A shape reader, on validation images with a few confident errors (a green blob on the left, labelled
+    0) that only a spatial novelty score sees. Chosen on the validation images alone, that novelty score
+    wins, and then rejects every right answer on swapped images. Pooled with the validation images under
+    the data's declared flip, where the shape reader is right on the flipped blobs and the novelty score
+    flags them, it loses: the gate keeps the swapped right answers."""
+    rng = np.random.default_rng(5)
+    (x, y) = images(300, False, rng)
+    odd = np.zeros((30, 8, 8, 3), np.uint8)
+    odd[:, :, :4, 1] = 200  # green (class 1's colour) on class 0's side, labelled 0: the reader errs
+    data = Data(rng)
+    data.val = (np.concatenate([x, odd]), np.concatenate([y, np.zeros(30, np.int64)]))
+    data.train = images(400, False, rng)
+    data.arrays = lambda name: data.train if name == "train" else data.val
+    model = Model("shape")
+    model.backbone = SeesTheImage()
+    chosen = {}
+    for invariances in ([], ["hflip"]):
+        bank = DetectorBank(
+            QCConfig(
+                detectors=["msp", "mahalanobis_spatial"], gate="auto", novelty=None, invariances=invariances
+            )
+        )
+        bank.fit(model, data)
+        bank.calibrate(model, data, select_on=[])
+        swapped = images(300, True, rng)
+        m = scored(bank, model, *swapped, "position/s5")
+        chosen[tuple(invariances)] = bank.gate, m["test/position/s5/coverage"], bank.selected_on
+    assert chosen[()][:2] == ("mahalanobis_spatial", 0.0)  # right on every swapped image, all rejected
+    gate, coverage, selected_on = chosen[("hflip",)]
+    assert gate == "msp" and coverage >= 0.95 and "330 under hflip" in selected_on
 
 
 # -- references from runs, on real (tiny) trained runs -----------------------------------------------------

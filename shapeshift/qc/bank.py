@@ -160,7 +160,7 @@ class DetectorBank(nn.Module):
         if self.gate_setting == REFERENCE and not self.references:
             raise ValueError("qc.gate=reference needs qc.reference (other runs to compare with)")
         if self.gate_setting == AUTO_GATE:
-            self._choose(model, datamodule, select_on, val, correct, bf16, batch)
+            self._choose(model, datamodule, select_on, val, correct, bf16, batch, (images, labels))
         # The gate keeps `keep` of the *right* validation predictions: it is there to pass them and stop the
         # wrong ones, and a model with 12% validation errors would otherwise set its cut among its errors.
         right = correct if correct.any() else torch.ones_like(correct)
@@ -198,20 +198,30 @@ class DetectorBank(nn.Module):
                 self.consistency,
             )
 
-    def _choose(self, model, datamodule, select_on, val, correct, bf16, batch) -> None:
+    def _choose(self, model, datamodule, select_on, val, correct, bf16, batch, val_arrays) -> None:
+        """The gate with the lowest E-AURC on the validation images pooled with held-out shifted ones
+        (`select_on`) and with the validation images under the data's declared invariances: those keep
+        their labels by the data's own word, so a gate that rejects a right answer there (a novelty score
+        on a flipped shape the model reads correctly) is penalised, and one that passes a shortcut's errors
+        there too."""
         if len(self.names) == 1:
             self.gate, self.selected_on = self.names[0], "the only detector"
             return
-        images, labels = datamodule.selection_arrays(select_on)
+        shifted, shifted_labels = datamodule.selection_arrays(select_on)
+        flipped, flipped_labels = invariance.transformed(*val_arrays, self.invariances)
         scores = dict(val)
-        if len(images):
-            logits, held_out = self.forward_scores(model, images, batch, bf16)
-            correct = torch.cat([correct, logits.argmax(1) == torch.as_tensor(np.asarray(labels, np.int64))])
-            scores = {n: torch.cat([val[n], held_out[n]]) for n in val}
+        for images, labels in ((shifted, shifted_labels), (flipped, flipped_labels)):
+            if len(images):
+                logits, more = self.forward_scores(model, images, batch, bf16)
+                right = logits.argmax(1) == torch.as_tensor(np.asarray(labels, np.int64))
+                correct = torch.cat([correct, right])
+                scores = {n: torch.cat([scores[n], more[n]]) for n in scores}
         self.selection = {n: failure_detection(scores[n], correct)["eaurc"] for n in self.names}
         self.gate = min(self.names, key=lambda n: self.selection[n])  # ties: the first of `names`
         self.selected_on = (
-            f"{len(val[CONFIDENCE])} validation + {len(images)} held-out shifted validation images"
+            f"{len(val[CONFIDENCE])} validation + {len(shifted)} held-out shifted"
+            + (f" + {len(flipped)} under {', '.join(self.invariances)}" if len(flipped) else "")
+            + " validation images"
         )
         if not self.references:
             log.info("qc: no reference runs, so the gate is chosen among the run's own detectors")

@@ -26,6 +26,25 @@ TRANSFORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+# The same transforms on uint8 (N, H, W, C) arrays, the data modules' layout: validation images under the
+# declared invariances, to choose the gate on (labels kept, by the data's own declaration).
+ARRAY_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "hflip": lambda a: a[:, :, ::-1],
+    "vflip": lambda a: a[:, ::-1],
+    "rot180": lambda a: a[:, ::-1, ::-1],
+}
+
+
+def transformed(
+    images: np.ndarray, labels: np.ndarray, names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`images` under each transform in `names`, one after another, with their (unchanged) labels."""
+    if not len(images) or not names:
+        return images[:0], labels[:0]
+    out = np.concatenate([np.ascontiguousarray(ARRAY_TRANSFORMS[n](images)) for n in names])
+    return out, np.concatenate([labels] * len(names))
+
+
 def check(names: Sequence[str]) -> list[str]:
     unknown = [n for n in names if n not in TRANSFORMS]
     if unknown:
