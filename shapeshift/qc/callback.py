@@ -18,7 +18,8 @@ from torch import nn
 from shapeshift.config.schema import QCConfig
 from shapeshift.models.test_run import TestRun
 from shapeshift.qc import bank as qc_bank
-from shapeshift.runs.folder import QC_FILE
+from shapeshift.qc import calibration
+from shapeshift.runs.folder import CALIBRATION_FILE, QC_FILE
 
 log = logging.getLogger("shapeshift")
 
@@ -35,7 +36,9 @@ class QualityControl(L.Callback):
         from `shapeshift.engine.references`."""
         self.settings, self.references = settings, list(references)
         self.saved = Path(saved) / QC_FILE if saved else None
+        self.saved_calibration = Path(saved) / CALIBRATION_FILE if saved else None
         self.fitted: qc_bank.DetectorBank | None = None  # fitted here, not loaded: for the folder to save
+        self.calibrated: tuple[str, dict] | None = None  # (its key, the state) when calibrated here
 
     def bank_for(self, model, datamodule, bf16: bool = False) -> qc_bank.DetectorBank:
         """The saved bank when it was fitted with these detectors on these weights, else a freshly fitted
@@ -52,12 +55,21 @@ class QualityControl(L.Callback):
         select_on = self.settings.select_on or []
         if OmegaConf.is_config(select_on):
             select_on = OmegaConf.to_container(select_on, resolve=True)
-        bank.calibrate(model, datamodule, select_on, bf16=bf16)
+        wanted = calibration.key(bank, model, datamodule, select_on, bf16)
+        if not calibration.restore(bank, self.saved_calibration, wanted):
+            bank.calibrate(model, datamodule, select_on, bf16=bf16)
+            self.calibrated = (wanted, calibration.state(bank))
         return bank
 
     def files_to_save(self) -> dict[str, Callable[[Path], None]]:
-        """qc.pt when the detectors were fitted here (a loaded bank is on disk already)."""
-        return {QC_FILE: partial(qc_bank.save, self.fitted)} if self.fitted is not None else {}
+        """qc.pt when the detectors were fitted here (a loaded bank is on disk already), and the
+        calibration when it was computed here (for the next audit or evaluation with the same inputs)."""
+        files: dict[str, Callable[[Path], None]] = {}
+        if self.fitted is not None:
+            files[QC_FILE] = partial(qc_bank.save, self.fitted)
+        if self.calibrated is not None:
+            files[CALIBRATION_FILE] = lambda path, c=self.calibrated: calibration.save(path, *c)
+        return files
 
     def on_test_start(self, trainer, pl_module) -> None:
         bf16 = "bf16" in str(trainer.precision)

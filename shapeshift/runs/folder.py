@@ -5,6 +5,7 @@ A run folder is made by `shapeshift.train` and read by every other command:
     .hydra/config.yaml  the composed config (Hydra's)      run.json           fingerprint, identity, W&B id
     checkpoints/        last.ckpt (newest), best.ckpt      metrics.json       results; written last
     qc.pt               the fitted o.o.d. detectors        risk_coverage.json the gate's risk vs coverage
+    qc_calibration.pt   calibrated gates, by their inputs
     error.txt           why the job failed                 train.log          the run's log
 
 The fingerprint (`shapeshift.runs.fingerprint`) is a digest of every config key that changes what a run
@@ -37,6 +38,7 @@ HYDRA_DIR = ".hydra"
 CONFIG_FILE = f"{HYDRA_DIR}/config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 QC_FILE = "qc.pt"
+CALIBRATION_FILE = "qc_calibration.pt"  # the gate calibrated on the validation images, by its inputs
 RISK_COVERAGE_FILE = "risk_coverage.json"
 NOT_RUNS = {HYDRA_DIR, "wandb", CHECKPOINT_DIR, "csv", "audit", "__pycache__", ".git"}  # never searched
 
