@@ -226,7 +226,7 @@ def test_every_report_names_the_commit_and_precision_of_its_runs(sweep, tmp_path
     for i, (commit, precision) in enumerate([("aaaa11112222", "bf16-mixed"), ("bbbb33334444", "32-true")]):
         path = sweep / f"{i}_arch=cnn,aug=none,seed={i}" / "metrics.json"
         m = json.loads(path.read_text())
-        path.write_text(json.dumps({**m, "commit": commit, "precision": precision}))
+        path.write_text(json.dumps({**m, "commit": commit, "precision": precision, "qc/gate": "msp"}))
     out = tmp_path / "out"
     assert report_main([str(sweep), "--out", str(out), "--no-plots", "--min-iid", "0.5"]) == 0
     with (out / "results.csv").open() as f:
@@ -240,6 +240,10 @@ def test_every_report_names_the_commit_and_precision_of_its_runs(sweep, tmp_path
     )
     assert rows["1_arch=cnn,aug=none,seed=1"]["precision"] == "32-true"
     assert rows["2_arch=cnn,aug=none,seed=2"]["commit"] == ""  # not recorded: left empty, never guessed
+    assert (rows["0_arch=cnn,aug=none,seed=0"]["qc/gate"], rows["2_arch=cnn,aug=none,seed=2"]["qc/gate"]) == (
+        "msp",
+        "",
+    )  # the gate each run chose, by name
     text = (out / "report.md").read_text()
     assert "| `aaaa11112222` | bf16-mixed | 1 |" in text
     assert "| `bbbb33334444` | 32-true | 1 |" in text

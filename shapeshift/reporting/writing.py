@@ -31,6 +31,7 @@ from shapeshift.runs.provenance import COMMIT_KEY, PRECISION_KEY, code_commit
 REPORT_FILE = "report.md"
 CSV_FILE = "results.csv"
 EVALUATED = ("eval/checkpoint", "eval/epoch", "eval/step")  # which weights a row's metrics describe
+NAMED = ("qc/gate",)  # a choice recorded by name, kept in the CSV beside the numbers
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -91,6 +92,7 @@ def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
     comparison (empty when compared)."""
     finished = [r for r in runs if r.finished]
     keys = [k for k in metric_keys(finished) if k not in (*EVALUATED, COMMIT_KEY, PRECISION_KEY)]
+    named = [k for k in NAMED if any(r.metrics.get(k) for r in finished)]  # a choice, not a number
     columns = [
         "run_dir",
         "arch",
@@ -103,6 +105,7 @@ def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
         PRECISION_KEY,
         *EVALUATED,
         *keys,
+        *named,
         "checkpoint",
         "left_out",
     ]
@@ -124,6 +127,7 @@ def write_csv(path: Path, runs: Sequence[Run]) -> list[str]:
                     run_precision(r) or "",
                     *(m.get(k, "") for k in EVALUATED),
                     *(m[k] if is_number(m.get(k)) else "" for k in keys),
+                    *(m.get(k) or "" for k in named),
                     m.get("checkpoint") or "",
                     r.left_out or "",
                 ]
