@@ -70,7 +70,10 @@ def page_tables() -> list[tuple[int, dict | None, list[str], list[list[str]]]]:
 def fmt(value: str | None) -> str:
     if value in (None, ""):
         return "—"
-    return f"{float(value):.3f}"
+    try:
+        return f"{float(value):.3f}"
+    except ValueError:  # a choice recorded by name (qc/gate)
+        return f"`{value}`"
 
 
 def expected_from_csv(spec: dict, header: list[str], row: list[str]) -> list[str]:
