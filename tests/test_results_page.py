@@ -543,6 +543,33 @@ def deployment_quotes() -> list[str]:
     ]
 
 
+def deployment_gate_quotes() -> list[str]:
+    """The gate chosen under the declared flips, against its CSV and the run before it."""
+    now = {(r["arch"], r["aug"]): r for r in runs("study/deployment-gate/results.csv")}
+    before = {(r["arch"], r["aug"]): r for r in runs("study/deployment/results.csv")}
+    s5 = "test/position/s5/"
+
+    def v(rows, cell, key):
+        return f"{float(rows[cell][key]):.3f}"
+
+    readers = [c for c, r in now.items() if float(r[s5 + "acc"]) == 0.0]
+    assert all(now[c]["qc/gate"] == "reference" and float(now[c][s5 + "coverage"]) == 0.0 for c in readers)
+    gap, gap_basic, res = ("gap", "none"), ("gap", "basic"), ("resnet18", "strong")
+    assert now[gap_basic]["qc/gate"] == "msp"
+    return [
+        f"`none` keeps {v(now, gap, s5 + 'coverage')} of `position/s5` (all right)",
+        f"`basic` {v(now, gap_basic, s5 + 'coverage')} (`msp`), ResNet-18 x `strong` "
+        f"{v(now, res, s5 + 'coverage')}",
+        f"({len(readers)} runs, accuracy 0.000 on `position/s5`)",
+        f"(it accepted {v(before, ('cnn', 'strong'), s5 + 'coverage')} of them with `msp`)",
+        f"accepts {v(now, gap, 'test/mix/coverage')} of it at an accepted accuracy of "
+        f"{v(now, gap, 'test/mix/accepted_acc')} (its novelty gate accepted "
+        f"{v(before, gap, 'test/mix/coverage')} at {v(before, gap, 'test/mix/accepted_acc')})",
+        f"`strong` {v(now, res, 'test/mix/coverage')} at {v(now, res, 'test/mix/accepted_acc')} "
+        f"({v(before, res, 'test/mix/coverage')} at {v(before, res, 'test/mix/accepted_acc')} before)",
+    ]
+
+
 PROSE = {
     "claim 3": claim3_quotes,
     "claim 5": claim5_quotes,
@@ -554,6 +581,7 @@ PROSE = {
     "translate rerun": translate_rerun_quotes,
     "digits": digits_quotes,
     "deployment": deployment_quotes,
+    "deployment gate": deployment_gate_quotes,
 }
 
 
