@@ -43,16 +43,18 @@ KEPT = 8  # calibrations per run folder (audits with and without references, oth
 _SOURCES = [Path(__file__).parent, Path(__file__).parent.parent / "data"]  # calibrating, rendering
 
 
-def _module_digest(module: nn.Module) -> str:
-    """Of every parameter and buffer, by value; kept on the module (weights do not change after loading)."""
-    cached = getattr(module, "_shapeshift_digest", None)
+def _module_digest(module: nn.Module, keep: bool = False) -> str:
+    """Of every parameter and buffer, by value. `keep`: remembered on the module, for a reference, whose
+    weights never change once loaded (a run's own model may still be trained: always hashed afresh)."""
+    cached = getattr(module, "_shapeshift_digest", None) if keep else None
     if cached is None:
         h = hashlib.blake2b(digest_size=16)
         for name, tensor in module.state_dict().items():
             h.update(name.encode())
             h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         cached = h.hexdigest()
-        object.__setattr__(module, "_shapeshift_digest", cached)
+        if keep:
+            object.__setattr__(module, "_shapeshift_digest", cached)
     return cached
 
 
@@ -86,7 +88,7 @@ def key(bank, model: nn.Module, datamodule, select_on: list, bf16: bool) -> str:
         "fitted_on": getattr(bank, "fitted_on", None),
         "detectors": _module_digest(bank),
         "model": _module_digest(model),
-        "references": [_module_digest(r) for r in bank.references],
+        "references": [_module_digest(r, keep=True) for r in bank.references],
         "val": data.hexdigest(),
         "source": _source_digest(),
     }
