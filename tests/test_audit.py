@@ -57,8 +57,10 @@ def test_audit_a_folder_of_mixed_files(trained_run, tmp_path):
     assert by_file["china.jpg"]["flagged"] == by_file["flower.jpg"]["flagged"] == "1"  # and likely wrong
     assert by_file["good_0.png"]["flagged"] == by_file["good_0.png"]["novel"] == "0"
     assert result["novel"] == pytest.approx(np.mean([r["novel"] == "1" for r in rows]))
-    low, high = result["estimate_interval"]  # no reference: ATC, with a sampling interval around it
-    assert result["estimator"] == "atc" and low <= result["estimate"] <= high
+    low, high = result["estimate_interval"]  # no reference: DoC, with a sampling interval around it
+    assert result["estimator"] == "doc" and low <= result["estimate"] <= high
+    assert set(result["estimates"]) == {"doc", "atc", "atc_ne"}  # every one the run can compute, recorded
+    assert result["estimates"]["doc"] == result["estimate"]
     # The contact sheet's order: the most suspicious first, the photos lowest of all.
     lowest = sorted(rows, key=lambda r: float(r[score]))[:2]
     assert {r["file"] for r in lowest} == {"china.jpg", "flower.jpg"}
@@ -68,7 +70,7 @@ def test_audit_a_folder_of_mixed_files(trained_run, tmp_path):
     assert (result["out"] / "contact_sheet.png").stat().st_size > 1000
     text = summary(result)
     assert "audited 9 images (2 skipped)" in text and "keeps 95%" in text and result["gate"] in text
-    assert "estimated accuracy" in text and "ATC" in text
+    assert "estimated accuracy" in text and "DoC" in text
     assert result["commit"] == code_commit()
 
 
@@ -110,11 +112,11 @@ def test_a_sweep_is_ranked_on_a_labelled_sample(trained_run, tmp_path, cache_dir
     assert not result["labelled"] and "ranked by each model's estimated accuracy" in result["md"].read_text()
     estimates = [r["estimate"] for r in result["runs"]]
     assert estimates == sorted(estimates, reverse=True) and all(
-        r["estimator"] == "atc" for r in result["runs"]
+        r["estimator"] == "doc" for r in result["runs"]
     )
     text = result["md"].read_text().split("## Recommendation")[1]
     best = result["runs"][0]
-    assert f"**Deploy arch={best['arch']} aug=none seed=0**: estimated accuracy (atc)" in text
+    assert f"**Deploy arch={best['arch']} aug=none seed=0**: estimated accuracy (doc)" in text
     assert "The runs disagree on" in text and "drift:" in text and "closest to the catalog sets" in text
     assert result["drift"].n == 6 and len(result["nearest"]) == 3
 

@@ -11,7 +11,7 @@ import torch
 from shapeshift.config.schema import QCConfig
 from shapeshift.qc.bank import DetectorBank
 from shapeshift.qc.detectors import log_prob_of, reference_score
-from shapeshift.qc.estimates import per_set
+from shapeshift.qc.estimates import CONFIDENCE, Baseline, per_set
 from shapeshift.qc.gate import atc_estimate, atc_threshold, expected_errors, failure_detection
 
 CORRECT = torch.tensor([1, 1, 0, 1, 0, 1, 1, 1, 0, 1]).bool()  # 3 errors in 10
@@ -89,17 +89,18 @@ def test_accuracy_estimates_per_set_and_their_error_over_the_shifted_sets():
     index = torch.tensor([0] * 4 + [1] * 4 + [2] * 4)  # iid, rotation/s1, mix
     correct = torch.tensor([1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0]).bool()
     confidence = torch.tensor([9, 8, 7, 6, 9, 1, 1, 1, 9, 8, 7, 1], dtype=torch.float64)
-    m = per_set(["iid", "rotation/s1", "mix"], index, correct, confidence, 5.0, reference=None)
+    scores = {CONFIDENCE: confidence}
+    m = per_set(["iid", "rotation/s1", "mix"], index, correct, scores, Baseline(atc_cut=5.0))
     assert m["test/iid/acc_estimate/atc"] == 1.0
     assert m["test/rotation/s1/acc_estimate/atc"] == 0.25  # right: 1 of 4 correct
     assert m["test/mix/acc_estimate/atc"] == 0.75  # 0.25 too high
     assert m["test/acc_estimate_mae/atc"] == pytest.approx((0.0 + 0.25) / 2)  # the i.i.d. set not counted
-    assert per_set(["iid"], index, correct, confidence, math.nan, reference=None) == {}
+    assert per_set(["iid"], index, correct, scores, Baseline()) == {}
     # With references: their mean probability for the predicted class, averaged, per set.
     agree = (
         torch.tensor([1, 1, 1, 1, 1, 0, 0, 0, 1, 0.5, 0.5, 0], dtype=torch.float64).clamp_min(1e-300).log()
     )
-    m = per_set(["iid", "rotation/s1", "mix"], index, correct, confidence, math.nan, reference=agree)
+    m = per_set(["iid", "rotation/s1", "mix"], index, correct, scores, Baseline(), reference=agree)
     assert m["test/rotation/s1/acc_estimate/agreement"] == pytest.approx(0.25)
     assert m["test/mix/acc_estimate/agreement"] == pytest.approx(0.5)  # exactly the accuracy
     assert m["test/acc_estimate_mae/agreement"] == pytest.approx(0.0)

@@ -89,7 +89,10 @@ def test_a_quadrant_reader_is_caught_by_a_shape_reader_and_only_by_it(with_refer
     m, _ = bank.compute(["iid", "position/s5"])
     assert m["test/iid/failure_auroc/msp"] != m["test/iid/failure_auroc/msp"]  # NaN: no errors on iid
     assert m["test/position/s5/acc_estimate/atc"] > 0.9  # the model's own confidence: blind, as expected
+    assert m["test/position/s5/acc_estimate/atc_ne"] > 0.9 and m["test/position/s5/acc_estimate/doc"] > 0.9
     if with_reference:
+        # DoC within the sure shape reader's bounds: its agreement (none) is the accuracy (0).
+        assert m["test/position/s5/acc_estimate/bounded"] < 0.01 and m["test/acc_estimate_mae/bounded"] < 0.01
         assert m["test/position/s5/failure_auroc/reference"] == 1.0
         assert m["test/position/s5/failure_auroc/msp"] < 0.75
         assert m["test/position/s5/coverage"] == 0.0  # every error rejected

@@ -20,6 +20,7 @@ from shapeshift.config.errors import ConfigError
 from shapeshift.config.schema import QCConfig
 from shapeshift.console.progress import track
 from shapeshift.engine.runtime import AUTO, fast_cpu_math
+from shapeshift.qc import estimates
 from shapeshift.runs.folder import find_runs, read_run
 from shapeshift.runs.provenance import COMMIT_KEY, code_commit
 
@@ -132,6 +133,7 @@ def _result(s: Screening, sample: Folder, out_dir: Path) -> dict:
         "estimator": s.estimator,
         "estimate": s.estimate,
         "estimate_interval": s.estimate_interval,
+        "estimates": s.all_estimates,
         "references": s.references,
         "invariances": s.invariances,
         "consistency": s.consistency,
@@ -149,11 +151,9 @@ def _result(s: Screening, sample: Folder, out_dir: Path) -> dict:
 def summary(result: dict) -> str:
     n = result["n"]
     low, high = result["estimate_interval"]
-    basis = (
-        f"agreement with {len(result['references'])} reference run(s)"
-        if result["estimator"] == "agreement"
-        else "ATC, the model's own confidence: blind to confident errors; give reference= for more"
-    )
+    basis = estimates.DESCRIPTION[result["estimator"]]
+    if result["references"]:
+        basis += f" ({len(result['references'])} reference run(s))"
     lines = [
         f"audited {n} images ({len(result['skipped'])} skipped) -> {result['out']}",
         f"gate: {result['gate']} score < {result['threshold']:.6g} is flagged as likely wrong "

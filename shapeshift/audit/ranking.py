@@ -3,7 +3,8 @@
 Labelled sample: runs and cells (arch x aug, over seeds) ranked by accuracy on it, with a 95% Wilson
 interval for the sample's size per run and a Student-t interval over seeds per cell; the gate's flagged
 share breaks ties. Unlabelled: ranked by each run's label-free accuracy estimate (agreement with the
-references when given, else ATC), an estimate whose error the docs measure, not a measurement.
+references when given, else DoC: shapeshift/qc/estimates.py), an estimate whose error the docs measure,
+not a measurement.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shapeshift.audit.recommend import DECIDES
+from shapeshift.qc import estimates
 from shapeshift.qc.estimates import interval
 from shapeshift.reporting.stats import mean_interval
 from shapeshift.reporting.writing import markdown_table
@@ -133,10 +135,9 @@ def write(
     else:
         lines += [
             "**Unlabelled sample: ranked by each model's estimated accuracy, not a measured one.** The "
-            f"estimate is `{runs[0]['estimator'] if runs else ''}` (agreement with reference runs, or ATC, "
-            "the model's own confidence, which cannot see confident errors such as a swapped quadrant); "
-            "its error on the study's shifts is in docs/quality-control.md. Add one subfolder per class to "
-            "rank by accuracy.",
+            f"estimate is `{runs[0]['estimator'] if runs else ''}` "
+            f"({estimates.DESCRIPTION[runs[0]['estimator']] if runs else ''}); its error on the study's "
+            "shifts is in docs/quality-control.md. Add one subfolder per class to rank by accuracy.",
             "",
         ]
         lines += [

@@ -18,10 +18,7 @@ from shapeshift.engine.pipeline import build_datamodule, quality_control
 from shapeshift.engine.references import override_qc, qc_references
 from shapeshift.engine.restore import load_model, load_run_config
 from shapeshift.engine.runtime import AUTO, device_for
-from shapeshift.qc import invariance
-from shapeshift.qc.bank import CONFIDENCE
-from shapeshift.qc.estimates import AGREEMENT, ATC, agreement_estimate, interval
-from shapeshift.qc.gate import atc_estimate
+from shapeshift.qc import estimates, invariance
 from shapeshift.runs.folder import write_files
 
 
@@ -37,8 +34,9 @@ class Screening:
     novelty: str | None  # the o.o.d. detector behind `novel`
     novelty_score: np.ndarray
     novelty_cut: float
-    estimator: str  # `agreement` with references, else `atc`
+    estimator: str  # the estimator behind `estimate` (estimates.DEFAULT: the first available)
     estimate: float  # label-free estimate of the accuracy on these images
+    all_estimates: dict[str, float]  # every available estimator's estimate, for the record
     estimate_interval: tuple[float, float]  # 95%, sampling error only
     references: list[str]  # the reference runs used (those kept for their invariance)
     invariances: list[str]  # the label-preserving transforms checked
@@ -98,10 +96,12 @@ def screen(
     n = len(folder.images)
     names = bank.invariances  # as calibrate() resolved them
     consistency = float(invariance.consistency([model], folder.images, names)[0]) if n else math.nan
-    if bank.references:
-        estimator, estimate = AGREEMENT, agreement_estimate(scores[REFERENCE])
-    else:
-        estimator, estimate = ATC, atc_estimate(scores[CONFIDENCE], bank.atc_cut)
+    every = {
+        name: estimates.estimate(name, scores, bank.baseline, scores.get(REFERENCE))
+        for name in estimates.available(bank.baseline, REFERENCE in scores)
+    }
+    estimator = next(name for name in estimates.DEFAULT if name in every)
+    estimate = every[estimator]
     empty = torch.empty(0)
     return Screening(
         gate=bank.gate,
@@ -116,7 +116,8 @@ def screen(
         novelty_cut=bank.novelty_cut,
         estimator=estimator,
         estimate=estimate,
-        estimate_interval=interval(estimate, n),
+        estimate_interval=estimates.interval(estimate, n),
+        all_estimates=every,
         references=bank.references_used,
         invariances=names,
         consistency=consistency,

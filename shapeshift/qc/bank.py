@@ -23,9 +23,9 @@ from shapeshift.data.base import model_input
 from shapeshift.models.features import tapped
 from shapeshift.qc import estimates, invariance
 from shapeshift.qc.detectors import MaxSoftmax, build, reference_score
+from shapeshift.qc.estimates import CONFIDENCE, PER_IMAGE, Baseline
 from shapeshift.qc.gate import (
     SaturatedScores,
-    atc_threshold,
     detection,
     failure_detection,
     gate_metrics,
@@ -35,7 +35,6 @@ from shapeshift.qc.gate import (
 from shapeshift.runs.metric_keys import MIX, test_key
 
 log = logging.getLogger("shapeshift")
-CONFIDENCE = "_confidence"  # ATC's score (log max-softmax), kept whichever detectors are configured
 # The reference gate's threshold with a meaning: flagged when the references' mean probability for the
 # model's class is below one half (they would rather have another class), and below the level that keeps
 # `keep` of the right validation predictions. Set from the i.i.d. scores alone it sat at -0.011 (p < 0.989):
@@ -65,11 +64,13 @@ class DetectorBank(nn.Module):
         self.active: list[int] = []
         self.reference_consistency: list[float] = []
         self.consistency = math.nan  # the model's own
-        self.val_acc = self.val_confidence = math.nan  # DoC's baseline
+        # Set by calibrate(): the estimators' baseline on the validation images (qc/estimates.py).
+        self.val_acc = self.val_confidence = self.atc_cut = self.atc_ne_cut = math.nan
+        self.reference_val: list[tuple[float, float]] = []  # each active reference's (accuracy, confidence)
         self.fitted_on: dict = {}  # which weights: {"epoch": ..., "step": ...}
         # Set by calibrate(): the gate in use, the thresholds (NaN: unusable), what the choice rested on.
         self.gate: str | None = None if gate == AUTO_GATE else gate
-        self.cut = self.novelty_cut = self.atc_cut = math.nan
+        self.cut = self.novelty_cut = math.nan
         self.selection: dict[str, float] = {}
         self.selected_on = ""
         self.val_scores: dict[str, torch.Tensor] = {}
@@ -107,7 +108,12 @@ class DetectorBank(nn.Module):
             if references:
                 out[REFERENCE] = reference_score(logits.float(), references).cpu()
             out[CONFIDENCE] = self.confidence.score(logits.float(), {}).cpu()
+            out.update({k: v.cpu() for k, v in estimates.per_image(logits.float(), references).items()})
         return out
+
+    @property
+    def baseline(self) -> Baseline:
+        return Baseline(self.val_acc, self.val_confidence, self.atc_cut, self.atc_ne_cut, self.reference_val)
 
     def _passes(self, model, images: np.ndarray, batch: int, bf16: bool, what: str = "qc: scoring"):
         """(logits, features, inputs) per batch of uint8 images through `model`: eval mode, no gradients."""
@@ -129,7 +135,7 @@ class DetectorBank(nn.Module):
         empty = torch.empty(0)
         return (
             torch.cat(logits) if logits else empty,
-            {n: torch.cat([s[n] for s in scores]) if scores else empty for n in [*self.names, CONFIDENCE]},
+            {n: torch.cat([s[n] for s in scores]) if scores else empty for n in [*self.names, *PER_IMAGE]},
         )
 
     def fit(self, model, datamodule, bf16: bool = False, batch: int = 500) -> None:
@@ -153,10 +159,16 @@ class DetectorBank(nn.Module):
         self._choose_references(model, datamodule, images, batch)
         logits, val = self.forward_scores(model, images, batch, bf16)
         self.val_scores = val  # what the thresholds were set on (the audit reports the shares it flags)
-        correct = logits.argmax(1) == torch.as_tensor(np.asarray(labels, np.int64))
-        self.val_acc = float(correct.double().mean())
-        self.val_confidence = float(val[CONFIDENCE].double().exp().mean())
-        self.atc_cut = atc_threshold(val[CONFIDENCE], self.val_acc)
+        labels_t = torch.as_tensor(np.asarray(labels, np.int64))
+        correct = logits.argmax(1) == labels_t
+        base = estimates.baseline(val, labels_t, correct)
+        self.val_acc, self.val_confidence, self.atc_cut, self.atc_ne_cut = (
+            base.acc,
+            base.confidence,
+            base.atc_cut,
+            base.atc_ne_cut,
+        )
+        self.reference_val = base.references
         if self.gate_setting == REFERENCE and not self.references:
             raise ValueError("qc.gate=reference needs qc.reference (other runs to compare with)")
         if self.gate_setting == AUTO_GATE:
@@ -261,8 +273,8 @@ class DetectorBank(nn.Module):
             return {}, {}
         index = torch.cat([b[0] for b in self._batches])
         correct = torch.cat([b[1] for b in self._batches])
-        scores = {n: torch.cat([b[2][n] for b in self._batches]) for n in [*self.names, CONFIDENCE]}
-        confidence = scores.pop(CONFIDENCE)
+        scores = {n: torch.cat([b[2][n] for b in self._batches]) for n in [*self.names, *PER_IMAGE]}
+        per_image = {n: scores.pop(n) for n in PER_IMAGE}
         self.reset()
         metrics: dict[str, float] = {}
         iid = index == set_names.index(IID) if IID in set_names else None
@@ -283,15 +295,7 @@ class DetectorBank(nn.Module):
                 for key, value in gate_metrics(scores[self.gate][member], correct[member], self.cut).items():
                     metrics[test_key(name, key)] = math.nan if value is None else value
         metrics.update(
-            estimates.per_set(
-                set_names,
-                index,
-                correct,
-                confidence,
-                self.atc_cut,
-                scores.get(REFERENCE),
-                (self.val_acc, self.val_confidence),
-            )
+            estimates.per_set(set_names, index, correct, per_image, self.baseline, scores.get(REFERENCE))
         )
         curve_set = MIX if MIX in set_names else IID
         curves = {}

@@ -29,6 +29,8 @@ STATE = (
     "val_acc",
     "val_confidence",
     "atc_cut",
+    "atc_ne_cut",
+    "reference_val",
     "gate",
     "selected_on",
     "selection",
