@@ -211,7 +211,7 @@ def rank_sweep(
     disagree, the most disputed images to label (unlabelled), the drift test and the nearest catalog sets,
     and the arch x aug that did best on those sets."""
     sweep_dir, folder, out_dir = _paths(sweep, images, out)
-    rows, labelled, predictions, sample, seen = [], None, [], None, {}
+    rows, labelled, predictions, sample, seen, decoded = [], None, [], None, {}, {}
     for run_dir in track(find_runs(sweep_dir), "audit: runs"):
         info = read_run(run_dir)
         if info.metrics is None:
@@ -219,8 +219,11 @@ def rank_sweep(
             continue
         loaded = load(run_dir)
         cfg, datamodule, _ = loaded
-        resize = datamodule.resize
-        sample = read_folder(folder, cfg.data.image_size, datamodule.channels, datamodule.class_names, resize)
+        # Decoded once for every run that reads images the same way (a sweep's runs mostly do).
+        how = (cfg.data.image_size, datamodule.channels, tuple(datamodule.class_names), datamodule.resize)
+        if how not in decoded:
+            decoded[how] = read_folder(folder, *how[:2], datamodule.class_names, datamodule.resize)
+        sample = decoded[how]
         s = screen(run_dir, sample, keep, loaded, accelerator, reference, gate)
         truth = sample.labels
         if labels:

@@ -95,7 +95,8 @@ def screen(
     probs = logits.softmax(1) if len(logits) else logits
     n = len(folder.images)
     names = bank.invariances  # as calibrate() resolved them
-    consistency = float(invariance.consistency([model], folder.images, names)[0]) if n else math.nan
+    predicted = probs.argmax(1) if n else torch.empty(0, dtype=torch.long)
+    same = invariance.consistency([model], folder.images, names, predicted=[predicted])  # NaN with no images
     every = {
         name: estimates.estimate(name, scores, bank.baseline, scores.get(REFERENCE))
         for name in estimates.available(bank.baseline, REFERENCE in scores)
@@ -108,7 +109,7 @@ def screen(
         cut=bank.cut,
         keep=keep,
         iid_flagged=float((bank.val_scores[bank.gate] < bank.cut).double().mean()),
-        predicted=probs.argmax(1).numpy() if n else np.empty(0, np.int64),
+        predicted=predicted.numpy(),
         confidence=probs.amax(1).numpy() if n else np.empty(0),
         score=scores[bank.gate].numpy(),
         novelty=bank.novelty,
@@ -120,7 +121,7 @@ def screen(
         all_estimates=every,
         references=bank.references_used,
         invariances=names,
-        consistency=consistency,
+        consistency=float(same[0]),
         class_names=tuple(datamodule.class_names),
         channels=datamodule.channels,
         image_size=cfg.data.image_size,
