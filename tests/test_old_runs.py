@@ -17,6 +17,10 @@ from tests.helpers import run_cli
 
 OLD_RUN = Path(__file__).parent / "data" / "run_before_folders"
 OVERRIDES = ["debug=smoke", "arch.widths=[4,8,8]", "data.image_size=32"]
+# The old run's `trainer.precision=auto` resolved to 32-true where it was made (run.json records it); on a
+# CPU with native bf16 auto resolves to bf16, a different computation, which the fingerprint rightly tells
+# apart. The command pins what the run computed in, so the test holds on either kind of machine.
+SAME_PRECISION = "trainer.precision=32-true"
 
 
 @pytest.fixture
@@ -28,7 +32,8 @@ def old_run(tmp_path) -> Path:
 
 def test_the_same_command_skips_the_old_run_as_finished(old_run, tmp_path):
     before = (old_run / "metrics.json").read_text()
-    done = run_cli("train", [*OVERRIDES, f"hydra.run.dir={old_run}"], cache_dir=tmp_path / "cache")
+    command = [*OVERRIDES, SAME_PRECISION, f"hydra.run.dir={old_run}"]
+    done = run_cli("train", command, cache_dir=tmp_path / "cache")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "is finished" in done.stderr + done.stdout  # the fingerprint matched: nothing retrained
     assert (old_run / "metrics.json").read_text() == before

@@ -126,7 +126,10 @@ def test_a_train_run_logs_a_headline_curves_compact_tables_and_artifacts(cfg_fac
     results = json.loads(results.read_text())
     columns = results["columns"]
     assert columns[:7] == ["set", "family", "severity", "acc", "ece", "coverage", "accepted_acc"]
-    assert f"auroc/{gate}" in columns and len(columns) <= 12 and len(results["data"]) == 52
+    estimated = sorted(k.removeprefix("test/iid/") for k in metrics if k.startswith("test/iid/acc_estimate/"))
+    assert estimated == ["acc_estimate/atc", "acc_estimate/atc_ne", "acc_estimate/doc"]  # no references
+    assert columns[7:10] == [f"auroc/{gate}", f"failure_auroc/{gate}", f"eaurc/{gate}"]
+    assert columns[10:] == estimated and len(results["data"]) == 52  # 13 columns, one row per set
     row = dict(zip(columns, results["data"][0], strict=True))
     assert row["acc"] == metrics[f"test/{row['set']}/acc"]
     (examples,) = (media / "table").glob("examples_*.table.json")
