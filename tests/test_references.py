@@ -16,6 +16,7 @@ from shapeshift.engine.references import reference_runs
 from shapeshift.engine.restore import load_model, load_run_config
 from shapeshift.evaluate import evaluate_run
 from shapeshift.models.features import tapped
+from shapeshift.qc import invariance
 from shapeshift.qc.bank import DetectorBank
 from shapeshift.runs.folder import CONFIG_FILE, read_metrics
 from shapeshift.train import train
@@ -172,6 +173,34 @@ def test_a_majority_of_shortcut_references_does_not_outvote_the_one_that_reads_t
     else:  # wrong on every one
         assert m["test/position/s5/coverage"] == 0.0
         assert m["test/position/s5/acc_estimate/agreement"] < 0.01
+
+
+class Counting(Model):
+    """A model that counts the images it is run on."""
+
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.seen = 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize(("gate", "passes"), [("auto", 2), ("reference", 2)])
+def test_the_runs_own_consistency_is_read_from_passes_the_calibration_makes_anyway(gate, passes):
+    """The run's consistency under the flips equals the direct measurement, and the calibration runs the
+    model over the validation images twice (plain and flipped), not four times: a chosen gate scores the
+    flipped images anyway, and the plain classes are the validation scores'."""
+    rng = np.random.default_rng(5)
+    data = Data(rng)
+    bank = DetectorBank(QCConfig(detectors=["msp", "energy"], gate=gate, novelty=None))
+    bank.attach_references([Model("shape")], ["s"])
+    model = Counting("position")
+    bank.calibrate(model, data, select_on=[])
+    assert model.seen == passes * len(data.val[0])
+    assert bank.consistency == float(invariance.consistency([Model("position")], data.val[0], ["hflip"])[0])
+    assert bank.consistency < 0.1  # it reads the side: the flip changes its answer
 
 
 def test_no_declared_invariance_keeps_every_reference():

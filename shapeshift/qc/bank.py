@@ -156,7 +156,7 @@ class DetectorBank(nn.Module):
         """On the validation images: ATC's threshold, the gate (chosen when `auto`, on validation images
         pooled with held-out shifted ones, `select_on`) and its threshold, the novelty threshold."""
         images, labels = datamodule.arrays("val")
-        self._choose_references(model, datamodule, images, batch)
+        self._choose_references(datamodule, images, batch)
         logits, val = self.forward_scores(model, images, batch, bf16)
         self.val_scores = val  # what the thresholds were set on (the audit reports the shares it flags)
         labels_t = torch.as_tensor(np.asarray(labels, np.int64))
@@ -171,8 +171,10 @@ class DetectorBank(nn.Module):
         self.reference_val = base.references
         if self.gate_setting == REFERENCE and not self.references:
             raise ValueError("qc.gate=reference needs qc.reference (other runs to compare with)")
+        flipped = None  # the model's classes on the validation images under the invariances, when known
         if self.gate_setting == AUTO_GATE:
-            self._choose(model, datamodule, select_on, val, correct, bf16, batch, (images, labels))
+            flipped = self._choose(model, datamodule, select_on, val, correct, bf16, batch, (images, labels))
+        self._own_consistency(model, images, logits.argmax(1), flipped, batch)
         # The gate keeps `keep` of the *right* validation predictions: it is there to pass them and stop the
         # wrong ones, and a model with 12% validation errors would otherwise set its cut among its errors.
         right = correct if correct.any() else torch.ones_like(correct)
@@ -183,49 +185,62 @@ class DetectorBank(nn.Module):
             self.cut = self._threshold({n: v[right] for n, v in val.items()}, self.gate, "qc.gate")
         self.novelty_cut = self._threshold(val, self.novelty, "qc.novelty") if self.novelty else math.nan
 
-    def _choose_references(self, model, datamodule, images, batch: int) -> None:
+    def _choose_references(self, datamodule, images, batch: int) -> None:
         """Keep the references about as invariant as the most invariant one under the data's declared
         label-preserving transforms, measured on the validation images: no label is read."""
         names = self.invariance_setting
         names = list(getattr(datamodule, "invariances", ())) if names in (None, AUTO_GATE) else list(names)
         self.invariances = invariance.check(names)
-        if not names:
-            self.active = list(range(len(self.references)))
+        self.reference_consistency, self.active = [], list(range(len(self.references)))
+        if not names or not self.references:
             return
-        scores = invariance.consistency([model, *self.references], images, names, batch)
-        self.consistency, self.reference_consistency = float(scores[0]), scores[1:].tolist()
-        self.active = invariance.select(scores[1:]) if self.references else []
-        if self.references:
-            dropped = len(self.references) - len(self.active)
-            log.info(
-                "qc: %d of %d references kept for their invariance under %s on the validation images "
-                "(consistency kept %s, dropped %s; this run %.3f)",
-                len(self.active),
-                len(self.references),
-                ", ".join(names),
-                _span([self.reference_consistency[i] for i in self.active]),
-                _span([c for i, c in enumerate(self.reference_consistency) if i not in self.active])
-                if dropped
-                else "none",
-                self.consistency,
-            )
+        scores = invariance.consistency(self.references, images, names, batch)
+        self.reference_consistency = scores.tolist()
+        self.active = invariance.select(scores)
+        dropped = len(self.references) - len(self.active)
+        log.info(
+            "qc: %d of %d references kept for their invariance under %s on the validation images "
+            "(consistency kept %s, dropped %s)",
+            len(self.active),
+            len(self.references),
+            ", ".join(names),
+            _span([self.reference_consistency[i] for i in self.active]),
+            _span([c for i, c in enumerate(self.reference_consistency) if i not in self.active])
+            if dropped
+            else "none",
+        )
 
-    def _choose(self, model, datamodule, select_on, val, correct, bf16, batch, val_arrays) -> None:
+    def _own_consistency(self, model, images, predicted, flipped, batch: int) -> None:
+        """The run's own consistency under the invariances on the validation images, from the classes the
+        gate's choice computed on the flipped images when it did (`flipped`), else from two more passes."""
+        if not self.invariances:
+            return
+        if flipped is not None and len(flipped) == len(predicted) * len(self.invariances):
+            same = flipped == predicted.repeat(len(self.invariances))
+            self.consistency = float(same.double().mean()) if len(same) else math.nan
+        else:
+            self.consistency = float(
+                invariance.consistency([model], images, self.invariances, batch, predicted=[predicted])[0]
+            )
+        log.info("qc: this run's consistency under %s: %.3f", ", ".join(self.invariances), self.consistency)
+
+    def _choose(self, model, datamodule, select_on, val, correct, bf16, batch, val_arrays):
         """The gate with the lowest E-AURC on the validation images pooled with held-out shifted ones
         (`select_on`) and with the validation images under the data's declared invariances: those keep
         their labels by the data's own word, so a gate that rejects a right answer there (a novelty score
         on a flipped shape the model reads correctly) is penalised, and one that passes a shortcut's errors
-        there too."""
+        there too. Returns the model's classes on the flipped validation images (None if none were)."""
         if len(self.names) == 1:
             self.gate, self.selected_on = self.names[0], "the only detector"
-            return
+            return None
         shifted, shifted_labels = datamodule.selection_arrays(select_on)
         flipped, flipped_labels = invariance.transformed(*val_arrays, self.invariances)
-        scores = dict(val)
+        scores, classes = dict(val), None
         for images, labels in ((shifted, shifted_labels), (flipped, flipped_labels)):
             if len(images):
                 logits, more = self.forward_scores(model, images, batch, bf16)
-                right = logits.argmax(1) == torch.as_tensor(np.asarray(labels, np.int64))
+                classes = logits.argmax(1)  # the last: the flipped images', which the consistency reads
+                right = classes == torch.as_tensor(np.asarray(labels, np.int64))
                 correct = torch.cat([correct, right])
                 scores = {n: torch.cat([scores[n], more[n]]) for n in scores}
         self.selection = {n: failure_detection(scores[n], correct)["eaurc"] for n in self.names}
@@ -238,6 +253,7 @@ class DetectorBank(nn.Module):
         if not self.references:
             log.info("qc: no reference runs, so the gate is chosen among the run's own detectors")
         log.info("qc: gate %s (lowest E-AURC on %s)", self.gate, self.selected_on)
+        return classes if len(flipped) else None
 
     def _threshold(self, val, name: str, role: str, quiet: bool = False) -> float:
         try:
