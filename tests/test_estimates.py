@@ -39,7 +39,7 @@ def test_the_validation_baseline_reads_each_reference_against_the_labels():
     refs = [torch.tensor([[1.0, 0.0]] * 4), torch.tensor([[0.0, 2.0]] * 4)]  # always 0; always 1
     labels = torch.tensor([0, 1, 0, 0])
     scores = {CONFIDENCE: torch.log(model.softmax(1).amax(1).double()), **per_image(model, refs)}
-    base = baseline(scores, labels, scores[PREDICTED] == labels)
+    base = baseline(scores, labels, scores[PREDICTED] == labels, 2)
     assert base.acc == 0.75
     assert base.references[0][0] == 0.75 and base.references[1][0] == 0.25
     assert base.references[0][1] == pytest.approx(float(torch.tensor([1.0, 0.0]).softmax(0)[0]))
@@ -77,6 +77,28 @@ def test_bounded_clips_doc_to_a_sure_reference_and_keeps_it_where_the_reference_
     assert math.isnan(bounded_estimate(0.98, predicted, three_pred[:, :0], three_conf[:, :0], []))
 
 
+def test_a_reference_that_calls_every_image_one_class_bounds_little_on_balanced_images():
+    """The GAP CNN on rotated shapes calls every one a star, as confidently as on validation: its DoC says it
+    is right, the class prior says it is right on at most half (plus the shares' sampling tolerance). Its
+    interval is then wide and the model's DoC mostly stands; without the prior the reference's false
+    certainty would pull the estimate down to the agreement."""
+    n = 100
+    predicted = torch.tensor([0, 1] * 50)  # the model: balanced, and in fact right on every image
+    collapsed = (torch.zeros(n, 1, dtype=torch.long), torch.full((n, 1), 0.99, dtype=torch.float64))
+    refs = [(1.0, 0.99)]
+    # At most half right, plus the sampling tolerance of a 100-image set's shares against 1,000 validation
+    # labels' (1.96 x half the summed standard deviations of the two shares' difference).
+    cap = 0.5 + 1.959964 * 0.5 * 2 * math.sqrt(0.25 * (1 / 100 + 1 / 1000))
+    assert estimates.prior_cap(collapsed[0][:, 0], [500, 500]) == pytest.approx(cap)
+    assert estimates.prior_cap(predicted, [500, 500]) == 1.0 and estimates.prior_cap(predicted, []) == 1.0
+    assert bounded_estimate(0.98, predicted, *collapsed, refs) == pytest.approx(0.5)  # agree 0.5 +- 0.0
+    # With the prior: agree 0.5 +- (1 - cap), so DoC 0.98 is clipped at 1.5 - cap (0.90), not at 0.5.
+    assert bounded_estimate(0.98, predicted, *collapsed, refs, [500, 500]) == pytest.approx(1.5 - cap)
+    # The model's own DoC is capped alike: a model calling everything a star is right on at most `cap`.
+    unsure = (predicted[:, None], torch.full((n, 1), 0.5, dtype=torch.float64))  # balanced, unsure
+    assert bounded_estimate(0.98, collapsed[0][:, 0], *unsure, refs, [500, 500]) == pytest.approx(cap)
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_the_bound_holds_for_any_classifiers(seed):
     """|acc_model - agree| <= 1 - acc_reference, exactly, for random predictions over 5 classes."""
@@ -98,14 +120,15 @@ def test_the_bound_holds_for_any_classifiers(seed):
 
 
 def test_per_set_reports_every_estimator_the_evidence_allows():
-    logits = torch.tensor([[4.0, 0.0]] * 4 + [[4.0, 0.0]] * 4)  # predicts 0 everywhere, confidently
-    labels = torch.tensor([0] * 4 + [1] * 4)  # right on the i.i.d. set, wrong on the swapped one
-    ref = torch.tensor([[0.0, 4.0]] * 8)  # a reference predicting 1 everywhere
-    ref[:4] = torch.tensor([4.0, 0.0])  # ... but 0 on the i.i.d. set (it reads the shape)
+    labels = torch.tensor([0, 1] * 4)  # balanced: four i.i.d. images, then four swapped ones
+    swapped = torch.arange(8) >= 4
+    model_class = torch.where(swapped, 1 - labels, labels)  # right on the i.i.d. set, wrong on the swapped
+    logits = 4.0 * torch.nn.functional.one_hot(model_class, 2).float()  # equally confident everywhere
+    ref = 4.0 * torch.nn.functional.one_hot(labels, 2).float()  # a reference that reads the shape: right
     scores = {CONFIDENCE: torch.log(logits.softmax(1).amax(1).double()), **per_image(logits, [ref])}
     correct = scores[PREDICTED] == labels
     iid = torch.arange(8) < 4
-    base = baseline({k: v[iid] for k, v in scores.items()}, labels[iid], correct[iid])
+    base = baseline({k: v[iid] for k, v in scores.items()}, labels[iid], correct[iid], 2)
     index = (~iid).long()
     reference = torch.log((scores[REFERENCE_PREDICTED][:, 0] == scores[PREDICTED]).double().clamp_min(1e-300))
     m = per_set(["iid", "position/s5"], index, correct, scores, base, reference)

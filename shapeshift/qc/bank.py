@@ -67,6 +67,7 @@ class DetectorBank(nn.Module):
         # Set by calibrate(): the estimators' baseline on the validation images (qc/estimates.py).
         self.val_acc = self.val_confidence = self.atc_cut = self.atc_ne_cut = math.nan
         self.reference_val: list[tuple[float, float]] = []  # each active reference's (accuracy, confidence)
+        self.val_prior: list[int] = []  # the validation labels per class
         self.fitted_on: dict = {}  # which weights: {"epoch": ..., "step": ...}
         # Set by calibrate(): the gate in use, the thresholds (NaN: unusable), what the choice rested on.
         self.gate: str | None = None if gate == AUTO_GATE else gate
@@ -113,7 +114,14 @@ class DetectorBank(nn.Module):
 
     @property
     def baseline(self) -> Baseline:
-        return Baseline(self.val_acc, self.val_confidence, self.atc_cut, self.atc_ne_cut, self.reference_val)
+        return Baseline(
+            self.val_acc,
+            self.val_confidence,
+            self.atc_cut,
+            self.atc_ne_cut,
+            self.reference_val,
+            self.val_prior,
+        )
 
     def _passes(self, model, images: np.ndarray, batch: int, bf16: bool, what: str = "qc: scoring"):
         """(logits, features, inputs) per batch of uint8 images through `model`: eval mode, no gradients."""
@@ -161,14 +169,14 @@ class DetectorBank(nn.Module):
         self.val_scores = val  # what the thresholds were set on (the audit reports the shares it flags)
         labels_t = torch.as_tensor(np.asarray(labels, np.int64))
         correct = logits.argmax(1) == labels_t
-        base = estimates.baseline(val, labels_t, correct)
+        base = estimates.baseline(val, labels_t, correct, logits.shape[1])
         self.val_acc, self.val_confidence, self.atc_cut, self.atc_ne_cut = (
             base.acc,
             base.confidence,
             base.atc_cut,
             base.atc_ne_cut,
         )
-        self.reference_val = base.references
+        self.reference_val, self.val_prior = base.references, base.prior
         if self.gate_setting == REFERENCE and not self.references:
             raise ValueError("qc.gate=reference needs qc.reference (other runs to compare with)")
         flipped = None  # the model's classes on the validation images under the invariances, when known

@@ -31,6 +31,7 @@ STATE = (
     "atc_cut",
     "atc_ne_cut",
     "reference_val",
+    "val_prior",
     "gate",
     "selected_on",
     "selection",

@@ -13,10 +13,12 @@
 - `bounded`: DoC held inside the bounds each reference's agreement sets. For any classifiers, a model's
   accuracy lies within the reference's error of its agreement with it: |acc - agree| <= 1 - acc_ref (where
   both are right they agree; where they agree, both are right or both wrong). The reference's accuracy is
-  its own DoC on the same images. Per reference the model's DoC is clipped into that interval; the estimate
-  is the median over the references, so one reference that misjudges itself does not decide. It keeps DoC
-  where the references are unsure of themselves and follows the agreement where they are sure: on swapped
-  shapes a shape-reading reference is sure and right, and the quadrant reader's confident errors show.
+  its own DoC on the same images, capped by what its predicted class shares allow if the images keep the
+  validation class prior (`prior_cap`: a reference that calls every image a star is right on at most the
+  stars). Per reference the model's DoC (capped alike) is clipped into that interval; the estimate is the
+  median over the references, so one reference that misjudges itself does not decide. It keeps DoC where
+  the references are unsure of themselves and follows the agreement where they are sure: on swapped shapes
+  a shape-reading reference is sure and right, and the quadrant reader's confident errors show.
 
 A model that reads the quadrant is confidently wrong on swapped shapes, so ATC, ATC-NE and DoC see none of
 those errors; a reference that reads the shape disagrees on every one of them.
@@ -91,11 +93,15 @@ class Baseline:
     atc_cut: float = math.nan
     atc_ne_cut: float = math.nan
     references: list[tuple[float, float]] = field(default_factory=list)  # (accuracy, mean max-softmax)
+    prior: list[int] = field(default_factory=list)  # the validation labels per class
 
 
-def baseline(scores: Mapping[str, torch.Tensor], labels: torch.Tensor, correct: torch.Tensor) -> Baseline:
+def baseline(
+    scores: Mapping[str, torch.Tensor], labels: torch.Tensor, correct: torch.Tensor, num_classes: int
+) -> Baseline:
     """The validation baseline from the validation images' per-image values and labels."""
     acc = float(correct.double().mean())
+    prior = torch.bincount(labels, minlength=num_classes)
     refs = scores[REFERENCE_PREDICTED]
     return Baseline(
         acc=acc,
@@ -109,6 +115,7 @@ def baseline(scores: Mapping[str, torch.Tensor], labels: torch.Tensor, correct: 
             )
             for j in range(refs.shape[1])
         ],
+        prior=prior.tolist(),
     )
 
 
@@ -129,21 +136,39 @@ def doc_estimate(log_confidence: torch.Tensor, val_acc: float, val_confidence: f
     return doc_from_mean(float(log_confidence.double().exp().mean()), val_acc, val_confidence)
 
 
+def prior_cap(predicted: torch.Tensor, counts: Sequence[int]) -> float:
+    """The highest accuracy a classifier can have on images whose classes keep the validation shares
+    (`counts`: the validation labels per class): the sum over classes of min(share predicted, share
+    there), plus the 95% sampling tolerance of the shares of two samples of these sizes (a balanced set
+    drawn apart from the validation one is not exactly as balanced). 1.0 without counts."""
+    n_val = sum(counts)
+    if not n_val or not len(predicted):
+        return 1.0
+    prior = torch.tensor(counts, dtype=torch.float64) / n_val
+    shares = torch.bincount(predicted, minlength=len(counts)).double()[: len(counts)] / len(predicted)
+    overlap = float(torch.minimum(shares, prior).sum())
+    slack = Z95 * 0.5 * float((prior * (1 - prior) * (1 / len(predicted) + 1 / n_val)).sqrt().sum())
+    return min(1.0, overlap + slack)
+
+
 def bounded_estimate(
     doc: float,
     predicted: torch.Tensor,
     reference_predicted: torch.Tensor,
     reference_confidence: torch.Tensor,
     references: Sequence[tuple[float, float]],
+    prior: Sequence[int] = (),
 ) -> float:
-    """`doc` clipped, per reference, into [agree - err, agree + err] (err: 1 - the reference's own DoC);
-    the median over references. NaN without references."""
+    """`doc` (capped by `prior_cap`) clipped, per reference, into [agree - err, agree + err] (err: 1 - the
+    reference's own DoC, capped alike); the median over references. NaN without references."""
     if not len(predicted) or not references or math.isnan(doc):
         return math.nan
+    doc = min(doc, prior_cap(predicted, prior))
     clipped = []
     for j, (acc, conf) in enumerate(references):
         agree = float((reference_predicted[:, j] == predicted).double().mean())
-        err = 1.0 - doc_from_mean(float(reference_confidence[:, j].double().mean()), acc, conf)
+        own = doc_from_mean(float(reference_confidence[:, j].double().mean()), acc, conf)
+        err = 1.0 - min(own, prior_cap(reference_predicted[:, j], prior))
         clipped.append(min(max(doc, agree - err), agree + err))
     return statistics.median(clipped)
 
@@ -162,7 +187,12 @@ def estimate(name: str, scores: Mapping[str, torch.Tensor], base: Baseline, refe
     if name == BOUNDED:
         doc = doc_estimate(scores[CONFIDENCE], base.acc, base.confidence)
         return bounded_estimate(
-            doc, scores[PREDICTED], scores[REFERENCE_PREDICTED], scores[REFERENCE_CONFIDENCE], base.references
+            doc,
+            scores[PREDICTED],
+            scores[REFERENCE_PREDICTED],
+            scores[REFERENCE_CONFIDENCE],
+            base.references,
+            base.prior,
         )
     raise ValueError(f"unknown estimator {name!r}")
 
