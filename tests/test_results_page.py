@@ -570,6 +570,47 @@ def deployment_gate_quotes() -> list[str]:
     ]
 
 
+def estimates_quotes() -> list[str]:
+    """The five estimators side by side (2026-12-07), against their CSV."""
+    now = runs("study/deployment-estimates/results.csv")
+    s5 = "test/position/s5/"
+    mae = {e: [float(r[f"test/acc_estimate_mae/{e}"]) for r in now] for e in ESTIMATORS}
+    assert all(min(ESTIMATORS, key=lambda e, i=i: mae[e][i]) == "bounded" for i in range(len(now)))
+    assert mae["atc_ne"] == mae["atc"]  # two classes: the entropy orders the images as the top probability
+    over = [r for r in now if float(r[BOUNDED_MAE]) > 0.05]
+    readers = [r for r in now if float(r[s5 + "acc"]) < 0.5]
+    assert len(readers) == 10 and {r[s5 + "acc_estimate/atc"] for r in readers} == {"1.0"}
+    kept = [r for r in now if float(r[s5 + "coverage"]) > 0]
+    assert all(float(r[s5 + "accepted_acc"]) == 1.0 for r in kept)
+    kept_right = [f"{float(r[s5 + 'coverage']):.3f}" for r in now if float(r[s5 + "acc"]) >= 0.5]
+    assert all(r[s5 + "coverage"] == r[s5 + "acc"] for r in now if r["qc/gate"] == "reference")
+    named = {"cnn": "the strided CNN", "maxpool": "the max-pooling CNN", "gap": "the GAP CNN"}
+
+    def by(e):
+        return f"{span(mae[e])} (mean {mean(mae[e]):.3f})"
+
+    return [
+        f"`bounded` has the lowest MAE in every run: {by('bounded')}, at most 0.05 in "
+        f"{sum(v <= 0.05 for v in mae['bounded'])} of {len(now)} runs; the other three are "
+        + ", ".join(
+            f"{named[r['arch']]} x `{r['aug']}` ({float(r['test/acc_estimate_mae/bounded']):.3f})"
+            for r in over
+        ),
+        f"DoC, the best of the model's own scores, has {by('doc')}, ATC {by('atc')}, `agreement` "
+        f"{by('agreement')}",
+        f"not met, by at most {max(mae['bounded']) - 0.05:.3f}",
+        f"ATC says 1.000 for all ten, where their accuracy is {span([float(r[s5 + 'acc']) for r in readers])}"
+        "; "
+        f"`bounded` says {span([float(r[s5 + 'acc_estimate/bounded']) for r in readers])}",
+        "the GAP CNNs {}, {} (its `msp` gate turns away 8% of them) and {}, ResNet-18 x `strong` {} and the "
+        "anti-aliased one {}".format(*kept_right),
+    ]
+
+
+ESTIMATORS = ("atc", "atc_ne", "doc", "agreement", "bounded")
+BOUNDED_MAE = "test/acc_estimate_mae/bounded"
+
+
 PROSE = {
     "claim 3": claim3_quotes,
     "claim 5": claim5_quotes,
@@ -582,6 +623,7 @@ PROSE = {
     "digits": digits_quotes,
     "deployment": deployment_quotes,
     "deployment gate": deployment_gate_quotes,
+    "estimates": estimates_quotes,
 }
 
 
