@@ -2,9 +2,9 @@
 
 Labelled sample: runs and cells (arch x aug, over seeds) ranked by accuracy on it, with a 95% Wilson
 interval for the sample's size per run and a Student-t interval over seeds per cell; the gate's flagged
-share breaks ties. Unlabelled: ranked by each run's label-free accuracy estimate (agreement with the
-references when given, else DoC: shapeshift/qc/estimates.py), an estimate whose error the docs measure,
-not a measurement.
+share breaks ties. Unlabelled: ranked by each run's label-free accuracy estimate (`bounded` with
+references, else DoC: shapeshift/qc/estimates.py), an estimate whose error the docs measure, not a
+measurement.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 
 from shapeshift.audit.recommend import DECIDES
 from shapeshift.qc import estimates
-from shapeshift.qc.estimates import interval
 from shapeshift.reporting.stats import mean_interval
 from shapeshift.reporting.writing import markdown_table
 from shapeshift.runs.provenance import code_commit
@@ -24,7 +23,7 @@ from shapeshift.runs.provenance import code_commit
 
 def wilson(correct: int, n: int) -> tuple[float, float]:
     """95% Wilson score interval of a proportion: sound at small n and at 0 or n successes."""
-    return interval(correct / n if n else math.nan, n)
+    return estimates.interval(correct / n if n else math.nan, n)
 
 
 def rank(rows: Sequence[dict], labelled: bool) -> tuple[list[dict], list[dict]]:

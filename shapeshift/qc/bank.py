@@ -170,12 +170,8 @@ class DetectorBank(nn.Module):
         labels_t = torch.as_tensor(np.asarray(labels, np.int64))
         correct = logits.argmax(1) == labels_t
         base = estimates.baseline(val, labels_t, correct, logits.shape[1])
-        self.val_acc, self.val_confidence, self.atc_cut, self.atc_ne_cut = (
-            base.acc,
-            base.confidence,
-            base.atc_cut,
-            base.atc_ne_cut,
-        )
+        self.val_acc, self.val_confidence = base.acc, base.confidence
+        self.atc_cut, self.atc_ne_cut = base.atc_cut, base.atc_ne_cut
         self.reference_val, self.val_prior = base.references, base.prior
         if self.gate_setting == REFERENCE and not self.references:
             raise ValueError("qc.gate=reference needs qc.reference (other runs to compare with)")
