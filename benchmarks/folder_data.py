@@ -10,7 +10,7 @@ input:   the training input path from that cache (aug none, basic, augmix) again
          training step on the same 64-px images (target: input at least 5x faster).
 catalog: building and testing the corruption catalog (24 families x 5 severities; and its 19 ImageNet-C
          families alone, 95 sets) on 1,000 test images against the star/moon catalog on 1,000 test images,
-         same model (target: at most 2x).
+         same model (target: at most 2x); each made in the main process and by `--workers` data workers.
 """
 
 from __future__ import annotations
@@ -155,30 +155,41 @@ CATALOGS = {
 }
 
 
-def bench_catalog(cache: str) -> None:
+def bench_catalog(cache: str, workers: int) -> None:
+    """Each catalog made by the main process alone (`data.num_workers=0`, the default) and, if `workers`,
+    by that many data workers, a set each at a time (bit-identical sets: tests/test_workers.py)."""
     results = {}
-    for label, (shift, families) in CATALOGS.items():
-        # 500 per class of the 500 i.i.d. test shapes per class: 1,000 images in every set
-        cfg = config(f"shift={shift}", "shift.n_per_class=500", cache=tempfile.mkdtemp(dir=cache))
-        if families:
-            with open_dict(cfg):
-                cfg.shift.families = {f: cfg.shift.families[f] for f in families}
-        cold = _test_seconds(cfg)
-        warm = _test_seconds(cfg)  # the sets are cached now: the cost a second evaluation pays
-        results[label] = (cold, warm)
-        emit(
-            f"catalog {label}: {cold[3]} sets of {cold[2]:,} images; first evaluation: build "
-            f"{cold[0]:.1f} s + test {cold[1]:.1f} s; again (sets cached): build {warm[0]:.1f} s + test "
-            f"{warm[1]:.1f} s"
-        )
-    (sc, sw) = results.pop(next(iter(CATALOGS)))
-    for label, (cc, cw) in results.items():
-        first, cached = (cc[0] + cc[1]) / (sc[0] + sc[1]), (cw[0] + cw[1]) / (sw[0] + sw[1])
-        per_set = ((cc[0] + cc[1]) / cc[3]) / ((sc[0] + sc[1]) / sc[3])
-        emit(
-            f"{label} / star-moon catalog: first evaluation {first:.2f}x, cached {cached:.2f}x; "
-            f"first evaluation per set {per_set:.2f}x"
-        )
+    for w in sorted({0, workers}):
+        for label, (shift, families) in CATALOGS.items():
+            # 500 per class of the 500 i.i.d. test shapes per class: 1,000 images in every set
+            cfg = config(
+                f"shift={shift}",
+                "shift.n_per_class=500",
+                f"data.num_workers={w}",
+                cache=tempfile.mkdtemp(dir=cache),
+            )
+            if families:
+                with open_dict(cfg):
+                    cfg.shift.families = {f: cfg.shift.families[f] for f in families}
+            cold = _test_seconds(cfg)
+            warm = _test_seconds(cfg)  # the sets are cached now: the cost a second evaluation pays
+            results[label, w] = (cold, warm)
+            emit(
+                f"catalog {label}, data.num_workers={w}: {cold[3]} sets of {cold[2]:,} images; first "
+                f"evaluation: build {cold[0]:.1f} s + test {cold[1]:.1f} s; again (sets cached): build "
+                f"{warm[0]:.1f} s + test {warm[1]:.1f} s"
+            )
+    star_moon = next(iter(CATALOGS))
+    for (label, w), (cc, cw) in results.items():
+        if label == star_moon:
+            continue
+        for base in sorted({0, w}):  # against the star/moon catalog made as today, and with as many workers
+            sc, sw = results[star_moon, base]
+            first, cached = (cc[0] + cc[1]) / (sc[0] + sc[1]), (cw[0] + cw[1]) / (sw[0] + sw[1])
+            emit(
+                f"{label} (data.num_workers={w}) / star-moon catalog (data.num_workers={base}): "
+                f"first evaluation {first:.2f}x, cached {cached:.2f}x"
+            )
 
 
 def main() -> None:
@@ -188,6 +199,12 @@ def main() -> None:
     parser.add_argument("--only", choices=["cache", "input", "catalog"])
     parser.add_argument("--n", type=int, default=20_000, help="JPEGs in the folder (default 20,000)")
     parser.add_argument("--work", help="where the folder and caches go (default: a new temporary folder)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count(),
+        help="data.num_workers the catalog is also made with (default: the CPU count; 0: only without)",
+    )
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-folder-"))
     root, cache = work / f"jpegs{args.n}", str(work / "cache")
@@ -199,7 +216,7 @@ def main() -> None:
         bench_input(root, cache)
     if args.only in (None, "catalog"):
         Path(cache).mkdir(parents=True, exist_ok=True)
-        bench_catalog(cache)
+        bench_catalog(cache, args.workers)
 
 
 if __name__ == "__main__":

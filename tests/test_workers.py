@@ -1,14 +1,20 @@
 """Data loading: workers change how fast batches come, never what is in them (the augmentation of a
-training sample depends only on seed, epoch and sample), and DDP splits the batch among its processes."""
+training sample depends only on seed, epoch and sample), nor what the shift catalog they make holds, and
+DDP splits the batch among its processes."""
+
+import os
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from shapeshift.config.errors import ConfigError
+from shapeshift.data import cache, corruptions
 from shapeshift.data.augment import build_augmentation
 from shapeshift.data.datamodule import ShapesDataModule
 from shapeshift.train import train
-from tests.helpers import without_measurements
+from tests.helpers import CONF, without_measurements
 
 # Random crops and flips, drawn per sample: visible in every image.
 AUG = [
@@ -88,11 +94,60 @@ def test_metrics_are_bit_identical_with_two_workers(cfg_factory, tmp_path):
 def test_the_batch_must_split_evenly_among_the_processes(cache_dir):
     from types import SimpleNamespace
 
-    from shapeshift.config.errors import ConfigError
-
     dm = datamodule(cache_dir, 0)  # batch_size 8
     dm.trainer = SimpleNamespace(world_size=2)
     assert dm.train_dataloader().batch_size == 4
     dm.trainer = SimpleNamespace(world_size=3)
     with pytest.raises(ConfigError, match="multiple of the 3 processes"):
         dm.train_dataloader()
+
+
+def catalog_module(cache_dir, num_workers: int) -> ShapesDataModule:
+    """Star/moon families (rendered) and ImageNet-C ones (pixels), with the mix that draws from both."""
+    shapes = OmegaConf.load(CONF / "shift" / "default.yaml").families
+    pixels = OmegaConf.load(CONF / "shift" / "corruptions.yaml").families
+    families = {"rotation": shapes.rotation, "photo": shapes.background_photo, "fog": pixels.fog}
+    shift = {"families": OmegaConf.to_container(OmegaConf.create(families)), "n_per_class": 3}
+    return ShapesDataModule(
+        image_size=32,
+        n_train_per_class=4,
+        n_val_per_class=2,
+        n_test_per_class=6,
+        num_workers=num_workers,
+        cache_dir=str(cache_dir),
+        shift={**shift, "mix_n_per_class": 3},
+    )
+
+
+def test_the_catalog_made_by_workers_is_the_same_bytes(tmp_path, monkeypatch):
+    serial, parallel = catalog_module(tmp_path / "w0", 0), catalog_module(tmp_path / "w2", 2)
+    serial.prepare_data()
+    write, writers = cache._write, tmp_path / "writers"
+
+    def recorded(path, arrays):  # which process wrote each file
+        with open(writers, "a") as f:
+            f.write(f"{path.parent.name} {os.getpid()}\n")
+        write(path, arrays)
+
+    monkeypatch.setattr(cache, "_write", recorded)
+    parallel.prepare_data()
+    pids = [int(line.split()[1]) for line in writers.read_text().splitlines()]
+    assert len(pids) == 19 and pids.count(os.getpid()) == 3  # the splits here, the 16 sets in 2 workers
+    assert len(set(pids)) == 3
+    files = sorted(p.name for p in (tmp_path / "w0").glob("*.npz"))
+    assert len(files) == 3 + 15 + 1  # the splits, 3 families x 5 severities, the mix
+    assert files == sorted(p.name for p in (tmp_path / "w2").glob("*.npz"))
+    for name in files:
+        assert (tmp_path / "w0" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes(), name
+    parallel.setup("test")  # and the module reads what its workers made
+    images, _ = parallel.arrays("fog/s5")
+    assert np.array_equal(images, serial.arrays("fog/s5")[0])
+
+
+def test_a_one_line_error_in_a_worker_is_raised_as_itself(tmp_path, monkeypatch):
+    def broken(*_, **__):
+        raise ConfigError("shift: this corruption cannot be made")
+
+    monkeypatch.setattr(corruptions, "corrupt_set", broken)  # the workers are forked: they inherit it
+    with pytest.raises(ConfigError, match="^shift: this corruption cannot be made$"):
+        catalog_module(tmp_path, 2).prepare_data()

@@ -13,7 +13,9 @@ model's input size and keyed by the test images' identity (`test_identity`).
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import random
+import sys
 from collections.abc import Mapping
 
 import albumentations as A
@@ -23,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from shapeshift.config.errors import ConfigError
+from shapeshift.console.progress import track
 from shapeshift.data import corruptions, shifts
 from shapeshift.data.cache import cached
 from shapeshift.runs.metric_keys import MIX, SEVERITIES, shifted_set
@@ -112,6 +115,34 @@ class EpochShuffle(Sampler):
         if isinstance(self.dataset, AugmentedDataset):
             return iter([(self.epoch, i) for i in order])
         return iter(order)
+
+
+class _MakeSets(Dataset):
+    """Item i makes set `names[i]` into the cache; what a data worker runs when sets are made in parallel.
+
+    A one-line error (a `ConfigError`) comes back as a value and is raised again in the main process, as
+    itself: the DataLoader would wrap it in a worker's traceback.
+    """
+
+    def __init__(self, datamodule: ArrayDataModule, names: list[str]):
+        self.datamodule, self.names = datamodule, names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int):
+        try:
+            self.datamodule.arrays(self.names[i])
+        except ConfigError as err:
+            return err
+        return i
+
+
+def _can_fork() -> bool:
+    # The workers inherit the data module (its test images, its catalog) instead of receiving it pickled;
+    # fork is what DataLoader workers use on Linux. Elsewhere (macOS: fork is unsafe) the sets are made
+    # one after another.
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 class ArrayDataModule(L.LightningDataModule):
@@ -209,6 +240,27 @@ class ArrayDataModule(L.LightningDataModule):
             return {"images": out, "labels": labels, "set": choice}
 
         return cached(self.catalog_cache_dir(), name, spec, build)
+
+    def make_sets(self, names: list[str], description: str) -> None:
+        """Make `names` into the cache (rendered or corrupted, whichever they are), with a progress bar.
+
+        With `data.num_workers` > 0 and a cache to hand them over, the sets are made in that many data
+        worker processes, a set each at a time. Each set is drawn from its own seed (a star/moon set from
+        (seed, set name), a corrupted one from (seed, set name, each image's pixels)), so the files are
+        the same bytes whoever makes them, in whatever order. Call it after the images the sets are made
+        from are loaded, so the workers inherit them.
+        """
+        workers = min(self.num_workers, len(names))
+        if workers == 0 or self.catalog_cache_dir() is None or not _can_fork():
+            for name in track(names, description):
+                self.arrays(name)
+            return
+        loader = DataLoader(
+            _MakeSets(self, names), batch_size=None, num_workers=workers, multiprocessing_context="fork"
+        )
+        for made in track(loader, description, total=len(names)):
+            if isinstance(made, ConfigError):
+                raise made
 
     def data_metrics(self) -> dict:
         """What metrics.json records about the data set itself (a folder's counts, skips, leaks)."""

@@ -172,6 +172,7 @@ class ShapesDataModule(ArrayDataModule):
     # -- Lightning hooks --------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         # Renders into the cache only (no state is kept: Lightning may call this in another process).
-        for name in ["train", "val", *self.test_set_names]:
+        for name in ["train", "val", "test"]:
             self._load(name)
+        self.make_sets(self.catalog_set_names(), "data: shift catalog")
         self._sets.clear()

@@ -353,5 +353,6 @@ class FolderDataModule(ArrayDataModule):
                 ", ".join(s["leaks"][:5]),
             )
         self._load("train")
-        for name in track(self.catalog_set_names(), "data: shift catalog"):
-            self._load(name)  # made once into the cache, here: under DDP only the first process does it
+        self._load("test")
+        # made once into the cache, here: under DDP only the first process does it
+        self.make_sets(self.catalog_set_names(), "data: shift catalog")

@@ -23,7 +23,6 @@ import cv2
 import numpy as np
 
 from shapeshift.config.errors import ConfigError
-from shapeshift.console.progress import track
 from shapeshift.data import IID
 from shapeshift.data.base import ArrayDataModule
 
@@ -236,5 +235,6 @@ class MnistDataModule(ArrayDataModule):
     # -- Lightning hooks --------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         # Fails here, with one line, on a missing folder, missing files or a broken file.
-        for name in track(["train", *self.test_set_names], "data: MNIST and its shift catalog"):
+        for name in ("train", "test"):
             self._load(name)
+        self.make_sets(self.catalog_set_names(), "data: shift catalog")
