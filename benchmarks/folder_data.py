@@ -6,8 +6,9 @@ the corruption catalog against the star/moon catalog.
 
 cache:   images/s to decode and resize a folder of 256-px JPEGs to 64 px, and the build's peak resident
          memory (a child process, measured by getrusage), against what the decoded folder would take.
-input:   the training input path from that cache (aug none, basic, augmix) against the strided CNN's
-         training step on the same 64-px images (target: input at least 5x faster).
+input:   the training input path from that cache (aug none, basic, basic_batched, augmix) against the
+         strided CNN's training step on the same 64-px images (target: input at least 5x faster); the
+         batched augmentation's transform on the device (here the CPU) is part of the input path.
 catalog: building and testing the corruption catalog (24 families x 5 severities; and its 19 ImageNet-C
          families alone, 95 sets) on 1,000 test images against the star/moon catalog on 1,000 test images,
          same model (target: at most 2x); each made in the main process and by `--workers` data workers.
@@ -100,7 +101,7 @@ def bench_cache(root: Path, cache: str) -> None:
 def bench_input(root: Path, cache: str) -> None:
     base = ("data=folder", f"data.root={root}", f"data.image_size={SIZE}", "arch=cnn")
     rates = {}
-    for aug in ("none", "basic", "augmix"):
+    for aug in ("none", "basic", "basic_batched", "augmix"):
         dm = build_datamodule(config(*base, f"aug={aug}", cache=cache))
         dm.prepare_data()
         dm.setup("fit")

@@ -1,4 +1,5 @@
-"""Training augmentation: an Albumentations pipeline built from `conf/aug/<name>.yaml`."""
+"""Training augmentation built from `conf/aug/<name>.yaml`: an Albumentations pipeline run per image in the
+data loader, or one `BatchAffine` run on the batch where the model is (shapeshift/data/batch_augment.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,29 @@ import albumentations as A
 import numpy as np
 from hydra.utils import instantiate
 
+from shapeshift.config.errors import ConfigError
+from shapeshift.data.batch_augment import BatchAffine
 
-def build_augmentation(transforms: Sequence, seed: int) -> A.Compose | None:
+Augmentation = A.Compose | BatchAffine
+
+
+def build_augmentation(transforms: Sequence, seed: int) -> Augmentation | None:
     """Instantiate each `_target_` entry; an empty list means no augmentation.
 
     The pipeline works on uint8 HWC images and returns uint8: scaling to floats happens on the batch,
-    once, instead of per sample.
+    once, instead of per sample. A `BatchAffine` is the whole augmentation: it runs on the batch, after
+    the loader, where no per-image step can follow it.
     """
     if not transforms:
         return None
     steps = [t if isinstance(t, A.BasicTransform) else instantiate(t, _convert_="all") for t in transforms]
+    if any(isinstance(t, BatchAffine) for t in steps):
+        if len(steps) > 1:
+            raise ConfigError(
+                "aug.transforms: a BatchAffine runs on the whole batch and must be the only transform "
+                f"(got {len(steps)}: {', '.join(type(t).__name__ for t in steps)})"
+            )
+        return steps[0]
     pipeline = A.Compose(steps)
     # One stream that the transforms draw from in turn. `A.Compose(seed=...)` gives every transform its own
     # copy of the same seed, so they fire together and take the same first numbers (Albumentations 2.0.8).

@@ -18,7 +18,6 @@ import random
 import sys
 from collections.abc import Mapping
 
-import albumentations as A
 import lightning as L
 import numpy as np
 import torch
@@ -27,6 +26,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from shapeshift.config.errors import ConfigError
 from shapeshift.console.progress import track
 from shapeshift.data import corruptions, shifts
+from shapeshift.data.augment import Augmentation
+from shapeshift.data.batch_augment import BatchAffine
 from shapeshift.data.cache import cached
 from shapeshift.runs.metric_keys import MIX, SEVERITIES, shifted_set
 
@@ -78,7 +79,7 @@ class AugmentedDataset(Dataset):
     ~12 us per sample against 74 us (basic) to 407 us (strong) for the augmentation itself.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: A.Compose, seed: int = 0):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Augmentation, seed: int = 0):
         self.images, self.labels, self.transform, self.seed = images, labels.astype(np.int64), transform, seed
 
     def __len__(self) -> int:
@@ -86,6 +87,11 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]):
         epoch, i = key if isinstance(key, tuple) else (0, key)
+        if isinstance(self.transform, BatchAffine):  # only the parameters here; the batch is transformed
+            rng, _ = sample_generators(self.seed, epoch, i)  # on the device (on_after_batch_transfer)
+            image = torch.from_numpy(np.ascontiguousarray(self.images[i])).permute(2, 0, 1)
+            params = torch.from_numpy(self.transform.sample(rng))
+            return {"image": image, "label": int(self.labels[i]), "params": params}
         self.transform.set_random_state(*sample_generators(self.seed, epoch, i))
         img = self.transform(image=self.images[i])["image"]
         return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.labels[i])
@@ -150,7 +156,7 @@ class ArrayDataModule(L.LightningDataModule):
     channels: int = 3  # images are uint8 (N, H, W, channels)
     resize: str = "stretch"  # how other images (the audit's) are fitted to the size: shapeshift.data.images
     invariances: tuple[str, ...] = ()  # transforms that keep every image's class (qc/invariance.py)
-    train_transform: A.Compose | None = None
+    train_transform: Augmentation | None = None
     train_seed: int = 0
     batch_size: int = 128
     eval_batch_size: int = 500
@@ -278,7 +284,7 @@ class ArrayDataModule(L.LightningDataModule):
         if stage in ("test", None):
             self.test_set = self.evaluation_dataset(self.test_set_names)
 
-    def _dataset(self, name: str, transform: A.Compose | None = None) -> Dataset:
+    def _dataset(self, name: str, transform: Augmentation | None = None) -> Dataset:
         images, labels = self.arrays(name)
         if transform is not None:
             return AugmentedDataset(images, labels, transform, self.train_seed)
@@ -326,5 +332,8 @@ class ArrayDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # uint8 travels to the device (4x less to copy); scale to [-1, 1] there, once per batch.
+        if isinstance(batch, dict):  # a batch augmented here: each sample's parameters came with it
+            x = self.train_transform(batch["image"], batch["params"])
+            return [scale_uint8(x), batch["label"]]
         x, *rest = batch
         return [scale_uint8(x), *rest]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import albumentations as A
 import numpy as np
 
 from shapeshift.config.schema import DataConfig
 from shapeshift.data import IID, backgrounds, shifts
+from shapeshift.data.augment import Augmentation
 from shapeshift.data.base import ArrayDataModule
 from shapeshift.data.cache import cached
 from shapeshift.data.corruptions import corrupt_set, is_image_level
@@ -39,7 +39,7 @@ class ShapesDataModule(ArrayDataModule):
         num_workers: int = DEFAULTS.num_workers,
         cache_dir: str | None = None,
         shift: Mapping | None = None,
-        train_transform: A.Compose | None = None,
+        train_transform: Augmentation | None = None,
         train_seed: int = 0,
         **_: object,
     ):

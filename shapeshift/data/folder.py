@@ -31,12 +31,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import albumentations as A
 import numpy as np
 
 from shapeshift.config.errors import ConfigError
 from shapeshift.console.progress import track
 from shapeshift.data import IID
+from shapeshift.data.augment import Augmentation
 from shapeshift.data.base import ArrayDataModule
 from shapeshift.data.images import RESIZE_POLICIES, is_image_file, read_image
 
@@ -153,7 +153,7 @@ class FolderDataModule(ArrayDataModule):
         eval_batch_size: int = 500,
         num_workers: int = 0,
         cache_dir: str | None = None,
-        train_transform: A.Compose | None = None,
+        train_transform: Augmentation | None = None,
         train_seed: int = 0,
         shift: Mapping | None = None,
         **_: object,  # the star/moon sizes: unused here

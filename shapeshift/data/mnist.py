@@ -18,12 +18,12 @@ import struct
 from collections.abc import Mapping
 from pathlib import Path
 
-import albumentations as A
 import cv2
 import numpy as np
 
 from shapeshift.config.errors import ConfigError
 from shapeshift.data import IID
+from shapeshift.data.augment import Augmentation
 from shapeshift.data.base import ArrayDataModule
 
 NATIVE_SIZE = 28
@@ -131,7 +131,7 @@ class MnistDataModule(ArrayDataModule):
         batch_size: int = 128,
         eval_batch_size: int = 1000,
         num_workers: int = 0,
-        train_transform: A.Compose | None = None,
+        train_transform: Augmentation | None = None,
         train_seed: int = 0,
         cache_dir: str | None = None,
         shift: Mapping | None = None,
