@@ -10,23 +10,10 @@ import torch.nn.functional as F
 
 from shapeshift.config.errors import ConfigError
 from shapeshift.data.augment import build_augmentation
-from shapeshift.data.batch_augment import BatchAffine
+from shapeshift.data.batch_augment import UNIFORMS, BatchAffine, uniforms
 from shapeshift.data.datamodule import ShapesDataModule
 from shapeshift.train import train
 from tests.helpers import without_measurements
-
-
-class Draws:
-    """A generator whose `random(n)` returns the uniforms a test chose (0.5 = the middle of every range)."""
-
-    def __init__(self, **chosen: float):
-        self.u = np.full(14, 0.5)
-        for i, value in chosen.items():
-            self.u[int(i[1:])] = value
-
-    def random(self, n: int) -> np.ndarray:
-        return self.u[:n]
-
 
 OFF = {"u0": 1.0, "u3": 1.0, "u9": 1.0}  # no step fires: 1 is above every p
 
@@ -39,8 +26,12 @@ def images() -> torch.Tensor:
 
 
 def apply(aug: BatchAffine, images: torch.Tensor, **chosen: float) -> torch.Tensor:
-    params = torch.from_numpy(aug.sample(Draws(**chosen))).expand(len(images), -1)
-    return aug(images, params)
+    """`images` under the parameters of the uniforms a test chose (`u3=0.0`); 0.5, the middle of every
+    range, for the others."""
+    u = np.full((1, UNIFORMS), 0.5)
+    for name, value in chosen.items():
+        u[0, int(name[1:])] = value
+    return aug(images, torch.from_numpy(aug.params(u)).expand(len(images), -1))
 
 
 def test_no_step_and_magnitude_zero_are_the_identity(images):
@@ -79,9 +70,19 @@ def test_brightness_and_contrast_are_albumentations_formula(images):
     assert (out[0] - expected).abs().max() <= 1.0  # Albumentations rounds to uint8; this stays float
 
 
+def test_a_samples_draws_depend_on_seed_epoch_and_index_alone():
+    u = uniforms(0, np.zeros(400, np.int64), np.arange(400))
+    assert u.shape == (400, UNIFORMS) and u.min() >= 0 and u.max() < 1
+    assert np.all(np.abs(u.mean(0) - 0.5) < 0.05) and abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.15
+    shuffled = np.random.default_rng(0).permutation(400)  # in any batch, in any order
+    assert np.array_equal(uniforms(0, np.zeros(400, np.int64), shuffled), u[shuffled])
+    assert not np.any(uniforms(0, np.ones(400, np.int64), np.arange(400)) == u)  # another epoch
+    assert not np.any(uniforms(1, np.zeros(400, np.int64), np.arange(400)) == u)  # another seed
+
+
 def test_each_sample_draws_its_own_parameters_and_the_ranges_hold():
     aug = BatchAffine()
-    params = np.stack([aug.sample(np.random.default_rng(i)) for i in range(400)])
+    params = aug.params(uniforms(0, np.zeros(400, np.int64), np.arange(400)))
     colour = params[:, 0] != 1.0
     assert 0.7 < colour.mean() < 0.9  # p_colour = 0.8
     assert np.all(np.abs(params[:, 0] - 1) <= 0.2) and np.all(np.abs(params[:, 1]) <= 0.2 * 255)

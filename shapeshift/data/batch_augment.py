@@ -6,8 +6,8 @@ cores (benchmarks/results.md), and far slower than any step on a GPU. Albumentat
 on-device path; Kornia, which has one, is outside this project's stack. So here `basic`'s three steps
 become two tensor operations on the batch:
 
-- Each sample's parameters are drawn in the data loader from the sample's own (seed, epoch, index)
-  generator (`AugmentedDataset`), as every augmentation here is: the same with any workers, ranks or order.
+- The data loader draws a batch's parameters at once (`BatchAugmentedDataset`), each sample's from a hash
+  of its (seed, epoch, index): the same with any workers, ranks or order, as every augmentation here.
 - On the device (`ArrayDataModule.on_after_batch_transfer`), brightness and contrast are computed as
   Albumentations' RandomBrightnessContrast computes them (x * (1 + c) + b * 255, clipped). Then the affine
   (shear, rotation, translation about the centre) and the random resized crop are folded into one matrix
@@ -20,13 +20,34 @@ shear and translation are drawn per axis.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 PARAMS = 8  # per sample: contrast factor, brightness offset, the 2 x 3 matrix grid_sample reads
+UNIFORMS = 14  # per sample: three gates, two colour draws, five affine, four crop
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer (Steele et al. 2014), on uint64 arrays (wrapping as it should)."""
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def uniforms(seed: int, epoch: np.ndarray, index: np.ndarray, n: int = UNIFORMS) -> np.ndarray:
+    """(N, n) uniforms in [0, 1), a function of (seed, epoch, index) alone: a sample's draws are the same
+    in any batch, worker, rank or order. A counter-based hash instead of a generator per sample (what the
+    Albumentations path seeds, ~15 us each) so that a batch's draws are a few array operations."""
+    with np.errstate(over="ignore"):
+        key = _mix(np.uint64(seed & (2**64 - 1)) ^ _mix(np.asarray(epoch, np.uint64)))
+        key = _mix(key ^ np.asarray(index, np.uint64))
+        bits = _mix(key[:, None] + np.arange(1, n + 1, dtype=np.uint64) * _GOLDEN)
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
 class BatchAffine:
@@ -58,31 +79,32 @@ class BatchAffine:
         args = ", ".join(f"{k}={v}" for k, v in vars(self).items())
         return f"BatchAffine({args})"
 
-    def sample(self, rng: np.random.Generator) -> np.ndarray:
-        """One sample's parameters (float32, `PARAMS` of them), from fourteen uniforms drawn at once."""
-        u = rng.random(14)
+    def params(self, u: np.ndarray) -> np.ndarray:
+        """(N, `UNIFORMS`) uniforms -> (N, `PARAMS`) float32 parameters, one row per sample."""
         sym = 2 * u - 1  # the same draws, mapped to [-1, 1)
-        alpha, beta = 1.0, 0.0
-        if u[0] < self.p_colour:
-            alpha, beta = 1 + self.contrast * sym[1], 255 * self.brightness * sym[2]
-        forward, shift = np.eye(2), np.zeros(2)  # the affine, in grid_sample's [-1, 1] coordinates
-        if u[3] < self.p_affine:
-            sx, sy = (math.tan(math.radians(self.shear * s)) for s in sym[4:6])
-            turn = math.radians(self.rotate * sym[6])
-            rot = np.array([[math.cos(turn), -math.sin(turn)], [math.sin(turn), math.cos(turn)]])
-            forward = rot @ np.array([[1, sx], [0, 1]]) @ np.array([[1, 0], [sy, 1]])
-            shift = 2 * self.translate * sym[7:9]  # a fraction f of the side is 2f here
-        window, centre = np.ones(2), np.zeros(2)  # the crop: its half-size and centre, same coordinates
-        if u[9] < self.p_crop:
-            area = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * u[10]
-            lo, hi = math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1])
-            ratio = math.exp(lo + (hi - lo) * u[11])
-            window = np.minimum(1.0, [math.sqrt(area * ratio), math.sqrt(area / ratio)])
-            centre = (1 - window) * sym[12:14]  # anywhere the window fits inside the image
-        # output point p -> window point q = window * p + centre -> source point inverse(forward) (q - shift)
-        inverse = np.linalg.inv(forward)
-        theta = np.concatenate([inverse * window, (inverse @ (centre - shift))[:, None]], axis=1)
-        return np.concatenate([[alpha, beta], theta.ravel()]).astype(np.float32)
+        colour, affine, crop = u[:, 0] < self.p_colour, u[:, 3] < self.p_affine, u[:, 9] < self.p_crop
+        alpha = np.where(colour, 1 + self.contrast * sym[:, 1], 1.0)
+        beta = np.where(colour, 255 * self.brightness * sym[:, 2], 0.0)
+        # The affine in grid_sample's [-1, 1] coordinates: forward = rotation @ shear_x @ shear_y, plus a
+        # shift (a fraction f of the side is 2f here); off, it is the identity.
+        sx, sy = (np.where(affine, np.tan(np.radians(self.shear * sym[:, k])), 0.0) for k in (4, 5))
+        turn = np.where(affine, np.radians(self.rotate * sym[:, 6]), 0.0)
+        shift = np.where(affine[:, None], 2 * self.translate * sym[:, 7:9], 0.0)
+        cos, sin = np.cos(turn), np.sin(turn)
+        rotation_inv = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)
+        shear_inv = np.stack([np.stack([np.ones_like(sx), -sx], -1), np.stack([-sy, 1 + sx * sy], -1)], -2)
+        inverse = shear_inv @ rotation_inv  # (shear_y^-1 @ shear_x^-1) @ rotation^-1
+        # The crop: a window of `area` and aspect `ratio` (log-uniform), anywhere it fits; its half-size
+        # and centre in the same coordinates. Off, the window is the whole image.
+        area = self.crop_scale[0] + (self.crop_scale[1] - self.crop_scale[0]) * u[:, 10]
+        lo, hi = np.log(self.crop_ratio[0]), np.log(self.crop_ratio[1])
+        ratio = np.exp(lo + (hi - lo) * u[:, 11])
+        window = np.minimum(1.0, np.stack([np.sqrt(area * ratio), np.sqrt(area / ratio)], -1))
+        window = np.where(crop[:, None], window, 1.0)
+        centre = (1 - window) * sym[:, 12:14]
+        # output point p -> window point q = window * p + centre -> source point inverse @ (q - shift)
+        theta = np.concatenate([inverse * window[:, None, :], (inverse @ (centre - shift)[..., None])], -1)
+        return np.concatenate([alpha[:, None], beta[:, None], theta.reshape(-1, 6)], 1).astype(np.float32)
 
     def __call__(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) images and their (N, `PARAMS`) parameters -> float images in [0, 255]."""
