@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from shapeshift.config.errors import ConfigError
 from shapeshift.data.augment import build_augmentation
-from shapeshift.data.batch_augment import UNIFORMS, BatchAffine, uniforms
+from shapeshift.data.batch_augment import UNIFORMS, BatchAffine, sampling_grid, uniforms
 from shapeshift.data.datamodule import ShapesDataModule
 from shapeshift.train import train
 from tests.helpers import without_measurements
@@ -147,3 +147,11 @@ def test_a_run_trains_with_it_and_is_reproducible(cfg_factory, tmp_path):
     assert without_measurements(first) == without_measurements(again)
     plain = train(cfg_factory(*common[:3], "aug=none", *common[4:], output_dir=tmp_path / "c"))
     assert first["val/loss"] != plain["val/loss"]  # the same seed trained on other pixels
+
+
+def test_the_sampling_grid_is_affine_grids():
+    theta = torch.from_numpy(BatchAffine().params(uniforms(3, np.zeros(16, np.int64), np.arange(16))))[:, 2:]
+    theta = theta.reshape(-1, 2, 3)
+    for height, width in ((16, 16), (12, 20)):
+        expected = F.affine_grid(theta, [16, 3, height, width], align_corners=False)
+        assert torch.allclose(sampling_grid(theta, height, width), expected, atol=1e-6)

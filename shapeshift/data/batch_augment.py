@@ -111,5 +111,20 @@ class BatchAffine:
         x = images.float()
         alpha, beta = params[:, 0, None, None, None], params[:, 1, None, None, None]
         x = (x * alpha + beta).clamp_(0, 255)
-        grid = F.affine_grid(params[:, 2:].reshape(-1, 2, 3), list(x.shape), align_corners=False)
+        grid = sampling_grid(params[:, 2:].reshape(-1, 2, 3), *x.shape[2:])
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`F.affine_grid(theta, (N, C, height, width), align_corners=False)`, as two broadcast multiply-adds.
+
+    affine_grid multiplies a (N, H * W, 3) base grid by theta in a batched matmul with an inner size of 3:
+    on a CPU that took as long as the `grid_sample` itself (5.0 ms against 4.9 ms for 128 images of
+    64 px). The same numbers this way take a tenth of it; tests/test_batch_augment.py compares the two.
+    """
+    xs = (torch.arange(width, device=theta.device, dtype=theta.dtype) * 2 + 1) / width - 1
+    ys = (torch.arange(height, device=theta.device, dtype=theta.dtype) * 2 + 1) / height - 1
+    t = theta[:, :, :, None, None]  # (N, 2, 3, 1, 1) against (H, 1) rows and (W,) columns
+    gx = t[:, 0, 0] * xs + t[:, 0, 1] * ys[:, None] + t[:, 0, 2]
+    gy = t[:, 1, 0] * xs + t[:, 1, 1] * ys[:, None] + t[:, 1, 2]
+    return torch.stack([gx, gy], dim=-1)
