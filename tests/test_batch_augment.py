@@ -155,3 +155,12 @@ def test_the_sampling_grid_is_affine_grids():
     for height, width in ((16, 16), (12, 20)):
         expected = F.affine_grid(theta, [16, 3, height, width], align_corners=False)
         assert torch.allclose(sampling_grid(theta, height, width), expected, atol=1e-6)
+
+
+def test_grey_images_keep_their_one_channel():
+    generator = torch.Generator().manual_seed(1)
+    grey = torch.randint(0, 256, (4, 1, 20, 20), dtype=torch.uint8, generator=generator)
+    aug = BatchAffine()
+    out = aug(grey, torch.from_numpy(aug.params(uniforms(0, np.zeros(4, np.int64), np.arange(4)))))
+    assert out.shape == (4, 1, 20, 20) and out.min() >= 0 and out.max() <= 255
+    assert not torch.allclose(out, grey.float())
