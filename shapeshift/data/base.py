@@ -92,6 +92,11 @@ class AugmentedDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1), int(self.labels[i])
 
 
+def _whole(batch):
+    """The collate function of a dataset whose `__getitems__` returns a whole batch: nothing left to do."""
+    return batch
+
+
 class BatchAugmentedDataset(AugmentedDataset):
     """For a `BatchAffine`: a batch of uint8 CHW images with each sample's parameters, fetched at once.
 
@@ -113,9 +118,7 @@ class BatchAugmentedDataset(AugmentedDataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.__getitems__([key]).items()}
 
-    @staticmethod
-    def collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return batch  # __getitems__ made it whole
+    collate = staticmethod(_whole)
 
 
 class InMemoryDataset(TensorDataset):
@@ -126,9 +129,7 @@ class InMemoryDataset(TensorDataset):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         return tuple(t[indices] for t in self.tensors)
 
-    @staticmethod
-    def collate(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return batch  # __getitems__ made it whole
+    collate = staticmethod(_whole)
 
 
 class EpochShuffle(Sampler):
