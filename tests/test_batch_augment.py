@@ -13,7 +13,7 @@ from shapeshift.data.augment import build_augmentation
 from shapeshift.data.batch_augment import UNIFORMS, BatchAffine, sampling_grid, uniforms
 from shapeshift.data.datamodule import ShapesDataModule
 from shapeshift.train import train
-from tests.helpers import without_measurements
+from tests.helpers import LIGHT_QC, KillAtEpoch, without_measurements
 
 OFF = {"u0": 1.0, "u3": 1.0, "u9": 1.0}  # no step fires: 1 is above every p
 
@@ -158,3 +158,15 @@ def test_grey_images_keep_their_one_channel():
     out = aug(grey, torch.from_numpy(aug.params(uniforms(0, np.zeros(4, np.int64), np.arange(4)))))
     assert out.shape == (4, 1, 20, 20) and out.min() >= 0 and out.max() <= 255
     assert not torch.allclose(out, grey.float())
+
+
+def test_a_killed_run_resumes_to_the_same_result(cfg_factory, tmp_path):
+    """A resumed epoch redraws the same parameters for the same samples: they are keyed by epoch and index."""
+    common = ["debug=smoke", "logger=none", "arch=cnn", "aug=basic_batched", "trainer.max_epochs=2"]
+    common += LIGHT_QC
+    whole = train(cfg_factory(*common, output_dir=tmp_path / "whole"))
+    with pytest.raises(RuntimeError, match="killed"):
+        train(cfg_factory(*common, output_dir=tmp_path / "killed"), callbacks=[KillAtEpoch(1)])
+    resumed = train(cfg_factory(*common, output_dir=tmp_path / "killed"))
+    assert resumed["epochs"] == 2
+    assert without_measurements(resumed) == without_measurements(whole)
