@@ -6,9 +6,9 @@ the corruption catalog against the star/moon catalog.
 
 cache:   images/s to decode and resize a folder of 256-px JPEGs to 64 px, and the build's peak resident
          memory (a child process, measured by getrusage), against what the decoded folder would take.
-input:   the training input path from that cache (aug none, basic, basic_batched, augmix) against the
-         strided CNN's training step on the same 64-px images (target: input at least 5x faster); the
-         batched augmentation's transform on the device (here the CPU) is part of the input path.
+input:   the training input path from that cache (aug none, basic, basic_batched, augmix, augmix_batched)
+         against the strided CNN's training step on the same 64-px images (target: input at least 5x
+         faster); a batched augmentation's transform on the device (here the CPU) is part of the path.
 catalog: building and testing the corruption catalog (24 families x 5 severities; and its 19 ImageNet-C
          families alone, 95 sets) on 1,000 test images against the star/moon catalog on 1,000 test images,
          same model (target: at most 2x); each made in the main process and by `--workers` data workers.
@@ -42,6 +42,7 @@ from shapeshift.engine.pipeline import build_backbone, build_classifier, build_d
 from shapeshift.runs.metric_keys import HELD_OUT, IMAGENET_C  # noqa: E402
 
 SIDE, SIZE = 256, 64
+AUGS = ("none", "basic", "basic_batched", "augmix", "augmix_batched")  # the input paths timed
 
 
 def write_jpegs(root: Path, n: int) -> float:
@@ -98,10 +99,13 @@ def bench_cache(root: Path, cache: str) -> None:
     emit(f"folder cache, unchanged folder: prepare_data {seconds:.2f} s (nothing decoded)")
 
 
-def bench_input(root: Path, cache: str) -> None:
+def bench_input(root: Path, cache: str, repeats: int) -> None:
+    """Each augmentation's input path and the strided CNN's training step, measured in turns (`repeats`),
+    so that a slow minute of a shared machine falls on both sides of a ratio; each ratio is the median of
+    the turns' ratios."""
     base = ("data=folder", f"data.root={root}", f"data.image_size={SIZE}", "arch=cnn")
-    rates = {}
-    for aug in ("none", "basic", "basic_batched", "augmix"):
+    epochs = {}
+    for aug in AUGS:
         dm = build_datamodule(config(*base, f"aug={aug}", cache=cache))
         dm.prepare_data()
         dm.setup("fit")
@@ -112,21 +116,26 @@ def bench_input(root: Path, cache: str) -> None:
                 if i + 1 == most:
                     break
 
-        n = min(len(dm.train_set), 40 * dm.batch_size)
-        rates[aug] = median_rate(epoch, n, repeats=3)
+        epochs[aug] = (epoch, min(len(dm.train_set), 40 * dm.batch_size))
     cfg = config(*base, cache=cache)
     dm = build_datamodule(cfg)
     dm.prepare_data()
+    rates = {aug: [] for aug in AUGS}
     train = []
-    for _ in range(3):
+    for _ in range(repeats):
         L.seed_everything(0, verbose=False)
         model = build_classifier(cfg, build_backbone(cfg, "cnn"), ["iid"])
         train.append(lightning_loop(cfg, model, dm, steps=30, warmup=5))
+        for aug, (epoch, n) in epochs.items():
+            rates[aug].append(median_rate(epoch, n, repeats=1))
     step = statistics.median(train)
     for aug, rate in rates.items():
+        ratios = [r / t for r, t in zip(rate, train, strict=True)]
         emit(
-            f"folder input path aug={aug}: {rate:,.0f} img/s, {rate / step:.1f}x the strided CNN's training "
-            f"({step:,.0f} img/s at {SIZE} px, {cfg.trainer.precision})"
+            f"folder input path aug={aug}: {statistics.median(rate):,.0f} img/s, "
+            f"{statistics.median(ratios):.1f}x the strided CNN's training (median of {repeats} turns: "
+            + ", ".join(f"{r:.1f}x" for r in ratios)
+            + f"; training {step:,.0f} img/s at {SIZE} px, {cfg.trainer.precision})"
         )
 
 
@@ -206,7 +215,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["cache", "input", "catalog"])
     parser.add_argument("--n", type=int, default=20_000, help="JPEGs in the folder (default 20,000)")
     parser.add_argument("--work", help="where the folder and caches go (default: a new temporary folder)")
-    parser.add_argument("--repeats", type=int, default=2, help="turns of the catalog comparison (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="turns of each comparison (default 3)")
     parser.add_argument(
         "--workers",
         type=int,
@@ -221,7 +230,7 @@ def main() -> None:
     if args.only in (None, "cache"):
         bench_cache(root, cache)
     if args.only in (None, "input"):
-        bench_input(root, cache)
+        bench_input(root, cache, args.repeats)
     if args.only in (None, "catalog"):
         Path(cache).mkdir(parents=True, exist_ok=True)
         bench_catalog(cache, args.workers, args.repeats)

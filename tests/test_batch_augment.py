@@ -71,18 +71,18 @@ def test_brightness_and_contrast_are_albumentations_formula(images):
 
 
 def test_a_samples_draws_depend_on_seed_epoch_and_index_alone():
-    u = uniforms(0, np.zeros(400, np.int64), np.arange(400))
+    u = uniforms(0, np.zeros(400, np.int64), np.arange(400), UNIFORMS)
     assert u.shape == (400, UNIFORMS) and u.min() >= 0 and u.max() < 1
     assert np.all(np.abs(u.mean(0) - 0.5) < 0.05) and abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 0.15
     shuffled = np.random.default_rng(0).permutation(400)  # in any batch, in any order
-    assert np.array_equal(uniforms(0, np.zeros(400, np.int64), shuffled), u[shuffled])
-    assert not np.any(uniforms(0, np.ones(400, np.int64), np.arange(400)) == u)  # another epoch
-    assert not np.any(uniforms(1, np.zeros(400, np.int64), np.arange(400)) == u)  # another seed
+    assert np.array_equal(uniforms(0, np.zeros(400, np.int64), shuffled, UNIFORMS), u[shuffled])
+    assert not np.any(uniforms(0, np.ones(400, np.int64), np.arange(400), UNIFORMS) == u)  # another epoch
+    assert not np.any(uniforms(1, np.zeros(400, np.int64), np.arange(400), UNIFORMS) == u)  # another seed
 
 
 def test_each_sample_draws_its_own_parameters_and_the_ranges_hold():
     aug = BatchAffine()
-    params = aug.params(uniforms(0, np.zeros(400, np.int64), np.arange(400)))
+    params = aug.params(uniforms(0, np.zeros(400, np.int64), np.arange(400), UNIFORMS))
     colour = params[:, 0] != 1.0
     assert 0.7 < colour.mean() < 0.9  # p_colour = 0.8
     assert np.all(np.abs(params[:, 0] - 1) <= 0.2) and np.all(np.abs(params[:, 1]) <= 0.2 * 255)
@@ -144,8 +144,8 @@ def test_a_run_trains_with_it_and_is_reproducible(cfg_factory, tmp_path):
 
 
 def test_the_sampling_grid_is_affine_grids():
-    theta = torch.from_numpy(BatchAffine().params(uniforms(3, np.zeros(16, np.int64), np.arange(16))))[:, 2:]
-    theta = theta.reshape(-1, 2, 3)
+    u = uniforms(3, np.zeros(16, np.int64), np.arange(16), UNIFORMS)
+    theta = torch.from_numpy(BatchAffine().params(u))[:, 2:].reshape(-1, 2, 3)
     for height, width in ((16, 16), (12, 20)):
         expected = F.affine_grid(theta, [16, 3, height, width], align_corners=False)
         assert torch.allclose(sampling_grid(theta, height, width), expected, atol=1e-6)
@@ -155,7 +155,7 @@ def test_grey_images_keep_their_one_channel():
     generator = torch.Generator().manual_seed(1)
     grey = torch.randint(0, 256, (4, 1, 20, 20), dtype=torch.uint8, generator=generator)
     aug = BatchAffine()
-    out = aug(grey, torch.from_numpy(aug.params(uniforms(0, np.zeros(4, np.int64), np.arange(4)))))
+    out = aug(grey, torch.from_numpy(aug.params(uniforms(0, np.zeros(4, np.int64), np.arange(4), UNIFORMS))))
     assert out.shape == (4, 1, 20, 20) and out.min() >= 0 and out.max() <= 255
     assert not torch.allclose(out, grey.float())
 

@@ -1,5 +1,5 @@
 """Training augmentation built from `conf/aug/<name>.yaml`: an Albumentations pipeline run per image in the
-data loader, or one `BatchAffine` run on the batch where the model is (shapeshift/data/batch_augment.py)."""
+data loader, or one `BatchTransform` run on the batch where the model is (data/batch_augment.py)."""
 
 from __future__ import annotations
 
@@ -11,25 +11,26 @@ import numpy as np
 from hydra.utils import instantiate
 
 from shapeshift.config.errors import ConfigError
-from shapeshift.data.batch_augment import BatchAffine
+from shapeshift.data.batch_augment import BatchTransform
 
-Augmentation = A.Compose | BatchAffine
+Augmentation = A.Compose | BatchTransform
 
 
 def build_augmentation(transforms: Sequence, seed: int) -> Augmentation | None:
     """Instantiate each `_target_` entry; an empty list means no augmentation.
 
     The pipeline works on uint8 HWC images and returns uint8: scaling to floats happens on the batch,
-    once, instead of per sample. A `BatchAffine` is the whole augmentation: it runs on the batch, after
-    the loader, where no per-image step can follow it.
+    once, instead of per sample. A `BatchTransform` (`basic_batched`, `augmix_batched`) is the whole
+    augmentation: it runs on the batch, after the loader, where no per-image step can follow it.
     """
     if not transforms:
         return None
     steps = [t if isinstance(t, A.BasicTransform) else instantiate(t, _convert_="all") for t in transforms]
-    if any(isinstance(t, BatchAffine) for t in steps):
+    if any(isinstance(t, BatchTransform) for t in steps):
         if len(steps) > 1:
             raise ConfigError(
-                "aug.transforms: a BatchAffine runs on the whole batch and must be the only transform "
+                "aug.transforms: a batched augmentation runs on the whole batch and must be the only "
+                "transform "
                 f"(got {len(steps)}: {', '.join(type(t).__name__ for t in steps)})"
             )
         return steps[0]

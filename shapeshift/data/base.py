@@ -27,7 +27,7 @@ from shapeshift.config.errors import ConfigError
 from shapeshift.console.progress import track
 from shapeshift.data import corruptions, shifts
 from shapeshift.data.augment import Augmentation
-from shapeshift.data.batch_augment import BatchAffine, uniforms
+from shapeshift.data.batch_augment import BatchTransform, uniforms
 from shapeshift.data.cache import cached
 from shapeshift.runs.metric_keys import MIX, SEVERITIES, shifted_set
 
@@ -98,7 +98,7 @@ def _whole(batch):
 
 
 class BatchAugmentedDataset(AugmentedDataset):
-    """For a `BatchAffine`: a batch of uint8 CHW images with each sample's parameters, fetched at once.
+    """For a `BatchTransform`: a batch of uint8 CHW images with each sample's parameters, fetched at once.
 
     The DataLoader hands `__getitems__` a batch's `(epoch, i)` keys: the images are gathered in one index
     and the parameters drawn in a few array operations (batch_augment.uniforms: a function of seed, epoch
@@ -108,7 +108,7 @@ class BatchAugmentedDataset(AugmentedDataset):
     def __getitems__(self, keys: list) -> dict[str, torch.Tensor]:
         epoch, index = np.array([k if isinstance(k, tuple) else (0, k) for k in keys], np.int64).T
         images = torch.from_numpy(np.ascontiguousarray(self.images[index]))
-        params = self.transform.params(uniforms(self.seed, epoch, index))
+        params = self.transform.params(uniforms(self.seed, epoch, index, self.transform.n_uniforms))
         return {
             "image": images.permute(0, 3, 1, 2),
             "label": torch.from_numpy(self.labels[index]),
@@ -321,7 +321,7 @@ class ArrayDataModule(L.LightningDataModule):
 
     def _dataset(self, name: str, transform: Augmentation | None = None) -> Dataset:
         images, labels = self.arrays(name)
-        if isinstance(transform, BatchAffine):
+        if isinstance(transform, BatchTransform):
             return BatchAugmentedDataset(images, labels, transform, self.train_seed)
         if transform is not None:
             return AugmentedDataset(images, labels, transform, self.train_seed)

@@ -39,7 +39,7 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def uniforms(seed: int, epoch: np.ndarray, index: np.ndarray, n: int = UNIFORMS) -> np.ndarray:
+def uniforms(seed: int, epoch: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     """(N, n) uniforms in [0, 1), a function of (seed, epoch, index) alone: a sample's draws are the same
     in any batch, worker, rank or order. A counter-based hash instead of a generator per sample (what the
     Albumentations path seeds, 12-28 us each) so that a batch's draws are a few array operations."""
@@ -50,7 +50,25 @@ def uniforms(seed: int, epoch: np.ndarray, index: np.ndarray, n: int = UNIFORMS)
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
 
-class BatchAffine:
+class BatchTransform:
+    """An augmentation applied to the whole batch on the device. The loader draws `n_uniforms` per sample
+    (`uniforms`) and turns them into parameters (`params`, numpy, float32 rows); `__call__` takes the
+    uint8 (N, C, H, W) batch and those rows, on the device, and returns float images in [0, 255]."""
+
+    n_uniforms: int
+
+    def params(self, u: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class BatchAffine(BatchTransform):
     """Per-sample random brightness/contrast, affine and resized crop, for uint8 NCHW batches.
 
     Ranges are symmetric: contrast and brightness in [-x, x] (fractions; brightness of 255), `translate`
@@ -74,10 +92,7 @@ class BatchAffine:
         self.brightness, self.contrast, self.p_colour = brightness, contrast, p_colour
         self.translate, self.shear, self.rotate, self.p_affine = translate, shear, rotate, p_affine
         self.crop_scale, self.crop_ratio, self.p_crop = tuple(crop_scale), tuple(crop_ratio), p_crop
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in vars(self).items())
-        return f"BatchAffine({args})"
+        self.n_uniforms = UNIFORMS
 
     def params(self, u: np.ndarray) -> np.ndarray:
         """(N, `UNIFORMS`) uniforms -> (N, `PARAMS`) float32 parameters, one row per sample."""
@@ -111,8 +126,14 @@ class BatchAffine:
         x = images.float()
         alpha, beta = params[:, 0, None, None, None], params[:, 1, None, None, None]
         x = (x * alpha + beta).clamp_(0, 255)
-        grid = sampling_grid(params[:, 2:].reshape(-1, 2, 3), *x.shape[2:])
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return warp(x, params[:, 2:].reshape(-1, 2, 3))
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Float (N, C, H, W) images sampled at `theta` (N, 2, 3: output to source, grid_sample's [-1, 1]
+    coordinates): bilinear, edges replicated as Albumentations' border_mode=1."""
+    grid = sampling_grid(theta, *x.shape[2:])
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
