@@ -1,10 +1,10 @@
 """`basic`'s augmentation applied to the whole batch where the model runs: `aug=basic_batched`.
 
 Albumentations transforms one image at a time on the CPU, in the data loader. For `basic` that costs
-~0.26 ms an image, mostly Python around a 30-us warp: slower than the strided CNN's training step on two
-cores (benchmarks/results.md), and far slower than any step on a GPU. Albumentations has no batched or
-on-device path; Kornia, which has one, is outside this project's stack. So here `basic`'s three steps
-become two tensor operations on the batch:
+~0.26 ms an image, mostly Python around a 30-us warp: close to the strided CNN's training step on two
+cores (~0.37 ms an image; benchmarks/results.md), and far slower than any step on a GPU. Albumentations
+has no batched or on-device path; Kornia, which has one, is outside this project's stack. So here
+`basic`'s three steps become two tensor operations on the batch:
 
 - The data loader draws a batch's parameters at once (`BatchAugmentedDataset`), each sample's from a hash
   of its (seed, epoch, index): the same with any workers, ranks or order, as every augmentation here.

@@ -1,7 +1,7 @@
 """AugMix on the whole batch where the model runs: `aug=augmix_batched`.
 
 `aug=augmix` (shapeshift/data/augmix.py) runs three chains of Albumentations calls per image in the data
-loader: 1,039 images/s on one of this machine's cores, 0.4x the strided CNN's training. On a GPU it bounds
+loader: about 900 images/s on this 2-core machine, 0.4x the strided CNN's training. On a GPU it bounds
 any small model. This is the same recipe on the batch, as `basic_batched` is for `basic`
 (shapeshift/data/batch_augment.py: the loader only draws each sample's numbers, from a hash of its seed,
 epoch and index):
